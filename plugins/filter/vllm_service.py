@@ -16,7 +16,9 @@ description:
 positional: _input
 options:
   _input:
-    description: A dict of the role's settings (see the role's tasks/validate.yml).
+    description:
+      - A dict of the role's settings (see the role's tasks/validate.yml), plus C(gpu_count) and
+        C(require_prefetched) (false before the prefetch step has recorded the image and the weights).
     type: dict
     required: true
 """
@@ -140,17 +142,18 @@ def vllm_config_problems(config):
             "load balancer use (0.0.0.0 opens every interface)."
         )
     image = str(config.get("vllm_service_image") or "")
-    if not image:
+    prefetched = config.get("require_prefetched", True)
+    if not image and prefetched:
         problems.append(
             "vllm_service_image is empty: run the prefetch playbook (playbooks/prefetch.yml) first, which pulls and "
             "verifies the image and records it, or set vllm_service_image to a reference with a tag or digest."
         )
-    elif "@sha256:" not in image and ":" not in image.rsplit("/", 1)[-1]:
+    elif image and "@sha256:" not in image and ":" not in image.rsplit("/", 1)[-1]:
         problems.append(
             f"vllm_service_image {image!r} has neither a tag nor a digest, so every pull may bring another "
             "release: pin a release tag (and its digest)."
         )
-    if not config.get("vllm_service_revision"):
+    if not config.get("vllm_service_revision") and prefetched:
         problems.append(
             "vllm_service_revision is empty: run the prefetch playbook (playbooks/prefetch.yml) first, which "
             "downloads and verifies the weights and records their commit."

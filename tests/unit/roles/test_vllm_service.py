@@ -154,3 +154,10 @@ def test_forbidden_settings_are_refused_with_the_variable_named(overrides, expec
 
 def test_image_by_digest_is_accepted():
     assert _filter()(_settings(vllm_service_image="registry:5000/vllm/vllm-openai-rocm@sha256:" + "b" * 64)) == []
+
+
+def test_before_prefetch_the_missing_image_and_revision_are_not_yet_errors():
+    problems = _filter()(_settings(vllm_service_image="", vllm_service_revision="", require_prefetched=False))
+    assert problems == []
+    assert "neither a tag nor a digest" in _filter()(
+        _settings(vllm_service_image="vllm/vllm-openai-rocm", require_prefetched=False))[0]
