@@ -37,6 +37,12 @@ def test_rocm_repository_path_drops_a_zero_patch_release(role_renderer, version,
     assert rocm.var("_rocm_release_line") == line
 
 
+@pytest.mark.parametrize(("driver", "path_version"), [("30.20.0", "30.20"), ("30.20", "30.20"), ("30.10.2", "30.10.2")])
+def test_amdgpu_repository_path_drops_a_zero_patch_release(role_renderer, driver, path_version):
+    rocm = role_renderer("rocm", UBUNTU_2404, overrides={"rocm_amdgpu_version": driver})
+    assert rocm.var("_rocm_amdgpu_repo_version") == path_version
+
+
 @pytest.mark.parametrize(
     ("facts", "release"),
     [(UBUNTU_2204, "Ubuntu 22.04"), (UBUNTU_2404, "Ubuntu 24.04"), (DEBIAN_12, "Debian 12")],
