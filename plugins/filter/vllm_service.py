@@ -11,7 +11,7 @@ DOCUMENTATION = r"""
 name: vllm_config_problems
 short_description: List what is wrong with a vLLM service configuration for DeepSeek V3.2 on ROCm
 description:
-  - Checks the vllm_service role's variables against the rules of docs/serving.md and returns a list of
+  - Checks the vllm_service role's variables against the rules in the vllm_service role README and returns a list of
     messages, empty when the configuration is valid.
 positional: _input
 options:
