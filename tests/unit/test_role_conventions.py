@@ -29,6 +29,18 @@ def test_argument_specs_document_exactly_the_defaults(role):
 
 
 @pytest.mark.parametrize("role", ROLES, ids=lambda path: path.name)
+def test_spec_defaults_equal_the_defaults_and_are_plain_values(role):
+    """A templated default in a spec is evaluated by Ansible's validation even when the variable is set."""
+    defaults = _load(role / "defaults" / "main.yml")
+    options = _load(role / "meta" / "argument_specs.yml")["argument_specs"]["main"].get("options", {})
+    for name, option in options.items():
+        if "default" in option:
+            assert option["default"] == defaults[name], name
+        else:
+            assert "{{" in str(defaults[name]), f"{name}: give the spec its plain default"
+
+
+@pytest.mark.parametrize("role", ROLES, ids=lambda path: path.name)
 def test_public_variables_carry_the_role_prefix(role):
     for name in _load(role / "defaults" / "main.yml"):
         assert name.startswith(f"{role.name}_"), name

@@ -1,0 +1,600 @@
+"""The vLLM smoke checks: validators against vLLM 0.33-shaped bodies (fixtures/vllm), the retry policy, and the
+vllm_smoke_test module end to end against a threaded stdlib HTTP server that answers like vLLM."""
+
+import http.server
+import importlib.util
+import json
+import os
+import pathlib
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from unittest import mock
+
+import ansible.module_utils
+import pytest
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.testing import patch_module_args
+
+REPO = pathlib.Path(__file__).resolve().parents[3]
+FIXTURES = pathlib.Path(__file__).resolve().parent / "fixtures" / "vllm"
+MODEL = "deepseek-ai/DeepSeek-V3.2"
+API_KEY = "sk-smoke-7f2c9d41e8"
+
+# The project is not a collection: Ansible finds module_utils/vllm_smoke.py through ansible.cfg's module_utils
+# path, so the tests extend the package the same way.
+if str(REPO / "plugins" / "module_utils") not in ansible.module_utils.__path__:
+    ansible.module_utils.__path__.append(str(REPO / "plugins" / "module_utils"))
+from ansible.module_utils import vllm_smoke  # noqa: E402
+
+
+def fixture(name: str):
+    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
+
+
+def _load_file(name: str, path: pathlib.Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_fixtures_are_what_make_fixtures_builds():
+    builder = _load_file("make_vllm_fixtures", FIXTURES / "make_fixtures.py")
+    on_disk = {path.name for path in FIXTURES.glob("*.json")}
+    assert on_disk == set(builder.FIXTURES)
+    for name, body in builder.FIXTURES.items():
+        assert (FIXTURES / name).read_text(encoding="utf-8") == builder.render(body), name
+
+
+# Requests -------------------------------------------------------------------------------------------------
+
+
+def test_requests_are_the_guides_with_thinking_for_the_reasoning_check():
+    chat = vllm_smoke.chat_request(MODEL)
+    tools = vllm_smoke.tools_request(MODEL)
+    reasoning = vllm_smoke.reasoning_request(MODEL)
+    assert chat.payload["messages"] == [{"role": "user", "content": "Hello, who are you?"}]
+    assert tools.payload["messages"][0]["content"] == "What is the weather in San Francisco?"
+    assert tools.payload["tools"][0]["function"]["name"] == "get_weather"
+    assert tools.payload["tools"][0]["function"]["parameters"]["required"] == ["location"]
+    assert "tool_choice" not in tools.payload
+    assert "120km in 2 hours, and then 180km in 3 hours" in reasoning.payload["messages"][0]["content"]
+    assert reasoning.payload["chat_template_kwargs"] == {"thinking": True}
+    assert "chat_template_kwargs" not in chat.payload
+    for request in (chat, tools, reasoning):
+        assert (request.method, request.path, request.payload["model"]) == ("POST", "/v1/chat/completions", MODEL)
+        assert request.send_key
+    assert vllm_smoke.models_request(MODEL) == ("GET", "/v1/models", None, True)
+    assert vllm_smoke.auth_request(MODEL) == ("GET", "/v1/models", None, False)
+
+
+# Validators against the fixtures ----------------------------------------------------------------------------
+
+H = vllm_smoke
+# fmt: off
+VALIDATOR_CASES = [
+    # (check, status, fixture, passed, words in detail, hint)
+    ("models", 200, "models_list.json", True, ["serves deepseek-ai/DeepSeek-V3.2", "163840"], None),
+    ("models", 401, "error_unauthorized_401.json", False, ['401 {"error": "Unauthorized"}'], H.HINT_API_KEY),
+    ("chat", 200, "chat_ok.json", True, ["finish_reason stop", "I'm DeepSeek"], None),
+    ("chat", 200, "chat_empty_content.json", False, ['content ""'], H.HINT_EMPTY_ANSWER),
+    ("chat", 400, "error_chat_template_400.json", False,
+     ["400 BadRequestError", "default chat template is no longer allowed"], H.HINT_TOKENIZER_MODE),
+    ("chat", 404, "error_model_not_found_404.json", False, ["404 NotFoundError", "does not exist"],
+     H.HINT_MODEL_NAME + " (served: deepseek-ai/DeepSeek-V3.2)"),
+    ("chat", 503, "error_retryable_503.json", False, ["503 ServiceUnavailableError", "please retry"], H.HINT_ENGINE),
+    ("tools", 200, "tools_ok.json", True, ['get_weather({"location": "San Francisco"})', "tool_calls"], None),
+    ("tools", 200, "tools_arguments_not_json.json", False, ["function.arguments that is not JSON", "DSML"],
+     H.HINT_TOOL_PARSER),
+    ("tools", 200, "tools_missing.json", False,
+     ["no tool_calls", "real-time weather", "finish_reason 'stop'"], H.HINT_TOOLS_IGNORED),
+    ("tools", 400, "error_tool_choice_400.json", False,
+     ['\\"auto\\" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set'],
+     H.HINT_TOOL_FLAGS),
+    ("reasoning", 200, "reasoning_ok.json", True, ["reasoning of", "60 km/h"], None),
+    ("reasoning", 200, "reasoning_content_old.json", True, ["reasoning_content of", "boxed"], None),
+    ("reasoning", 200, "reasoning_missing.json", False, ["no reasoning"], H.HINT_REASONING_OFF),
+    ("reasoning", 200, "reasoning_wrong_answer.json", False, ["an answer without 60 km/h", "50 km/h"], None),
+    ("reasoning", 400, "error_chat_template_400.json", False, ["400 BadRequestError"], H.HINT_TOKENIZER_MODE),
+    ("auth", 401, "error_unauthorized_401.json", True, ['401 {"error": "Unauthorized"}'], None),
+    ("auth", 200, "models_list.json", False, ["200: the request without a key was served"], H.HINT_NO_AUTH),
+]
+# fmt: on
+
+
+@pytest.mark.parametrize(
+    "check, status, name, passed, words, hint", VALIDATOR_CASES, ids=[f"{c[0]}-{c[2]}" for c in VALIDATOR_CASES]
+)
+def test_validator_on_fixture(check, status, name, passed, words, hint):
+    result = vllm_smoke.validate(check, status, fixture(name), MODEL)
+    assert (result["name"], result["passed"]) == (check, passed), result["detail"]
+    for word in words:
+        assert word in result["detail"]
+    if not passed:
+        assert result["detail"].startswith("expected ")
+    assert result.get("hint") == hint
+
+
+def _tools_variant(change):
+    body = fixture("tools_ok.json")
+    change(body["choices"][0])
+    return vllm_smoke.validate_tools(200, body)
+
+
+def test_tool_arguments_must_be_a_json_string_of_an_object_with_location():
+    as_object = _tools_variant(
+        lambda choice: choice["message"]["tool_calls"][0]["function"].update(arguments={"location": "SF"})
+    )
+    assert not as_object["passed"] and "function.arguments of type dict, not a JSON string" in as_object["detail"]
+    no_location = _tools_variant(
+        lambda choice: choice["message"]["tool_calls"][0]["function"].update(arguments='{"city": "San Francisco"}')
+    )
+    assert not no_location["passed"] and 'without "location"' in no_location["detail"]
+    as_list = _tools_variant(lambda choice: choice["message"]["tool_calls"][0]["function"].update(arguments="[1]"))
+    assert not as_list["passed"] and "not an object" in as_list["detail"]
+
+
+def test_tool_call_needs_finish_reason_tool_calls_and_the_right_function():
+    stopped = _tools_variant(lambda choice: choice.update(finish_reason="length"))
+    assert not stopped["passed"] and "finish_reason 'length'" in stopped["detail"]
+    assert stopped["hint"] == vllm_smoke.HINT_LENGTH
+    other = _tools_variant(lambda choice: choice["message"]["tool_calls"][0]["function"].update(name="get_time"))
+    assert not other["passed"] and "tool calls to get_time" in other["detail"]
+
+
+def test_unparsed_dsml_in_content_points_at_the_tool_flags():
+    raw = (
+        '<｜DSML｜function_calls>\n<｜DSML｜invoke name="get_weather">\n<｜DSML｜parameter name="location" '
+        'string="true">San Francisco</｜DSML｜parameter>\n</｜DSML｜invoke>\n</｜DSML｜function_calls>'
+    )
+    body = fixture("tools_missing.json")
+    body["choices"][0]["message"]["content"] = raw
+    result = vllm_smoke.validate_tools(200, body)
+    assert not result["passed"] and result["hint"] == vllm_smoke.HINT_TOOL_FLAGS
+
+
+def test_reasoning_left_in_content_points_at_the_reasoning_parser():
+    body = fixture("reasoning_missing.json")
+    message = body["choices"][0]["message"]
+    message["content"] = "300 km in 5 h.</think>" + message["content"]
+    result = vllm_smoke.validate_reasoning(200, body)
+    assert not result["passed"] and result["hint"] == vllm_smoke.HINT_REASONING_PARSER
+
+
+def test_reasoning_cut_at_max_tokens_says_so():
+    body = fixture("reasoning_ok.json")
+    body["choices"][0].update(finish_reason="length")
+    body["choices"][0]["message"]["content"] = None
+    result = vllm_smoke.validate_reasoning(200, body)
+    assert not result["passed"]
+    assert "content null, finish_reason 'length'" in result["detail"]
+    assert result["hint"] == vllm_smoke.HINT_LENGTH
+
+
+def test_auth_401_from_something_else_than_vllm_fails():
+    result = vllm_smoke.validate_auth(401, "<html><body>401 Authorization Required</body></html>")
+    assert not result["passed"] and result["hint"] == vllm_smoke.HINT_PROXY_AUTH
+    assert "401 Authorization Required" in result["detail"]
+
+
+def test_answers_that_are_not_vllm_are_named():
+    gateway = vllm_smoke.validate_chat(502, "<html><center><h1>502 Bad Gateway</h1></center></html>")
+    assert not gateway["passed"] and '502 "<html><center><h1>502 Bad Gateway' in gateway["detail"]
+    assert gateway["hint"] == vllm_smoke.HINT_ENGINE
+    page = vllm_smoke.validate_chat(200, "<html>It works!</html>")
+    assert not page["passed"] and page["hint"] == vllm_smoke.HINT_NOT_VLLM
+    empty = vllm_smoke.validate_models(404, "", MODEL)
+    assert "404 with an empty body" in empty["detail"] and empty["hint"] == vllm_smoke.HINT_WRONG_PATH
+    other_model = vllm_smoke.validate_models(200, fixture("models_list.json"), "deepseek-ai/DeepSeek-V3.1")
+    assert not other_model["passed"] and other_model["hint"].endswith("(served: deepseek-ai/DeepSeek-V3.2)")
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "60 km/h",
+        "60km/h",
+        "60 kilometers per hour",
+        "60 kilometres per hour",
+        "**60 km/h**",
+        "The average speed is 60 km/hr.",
+        "60 KM/H",
+        "60.0 km/h",
+        "60 kph",
+        "60 km / h",
+        "$60 \\text{ km/h}$",
+        "\\boxed{60\\,\\text{km/h}}",
+        "60\u00a0km/h",
+        "60 kmph",
+        "60 kilometres an hour",
+        "$60\\,\\text{km}\\cdot\\text{h}^{-1}$",
+        "60 km·h⁻¹",
+    ],
+)
+def test_accepted_spellings_of_the_answer(answer):
+    assert vllm_smoke.answer_has_expected_speed(answer)
+
+
+@pytest.mark.parametrize(
+    "answer", ["160 km/h", "6.60 km/h", "60 miles per hour", "60 mph", "60", "about 50 km/h", "600 km/h", "60 km"]
+)
+def test_wrong_answers_do_not_match(answer):
+    assert not vllm_smoke.answer_has_expected_speed(answer)
+
+
+# Retry policy -----------------------------------------------------------------------------------------------
+
+
+def _exchange(status=None, error_kind=None):
+    return {"status": status, "body": None, "latency_s": 0.0, "error": error_kind, "error_kind": error_kind}
+
+
+@pytest.mark.parametrize(
+    "exchange, transient",
+    [
+        (_exchange(error_kind="timeout"), True),
+        (_exchange(error_kind="refused"), True),
+        (_exchange(error_kind="reset"), True),
+        (_exchange(error_kind="tls"), False),
+        (_exchange(error_kind="other"), False),
+        (_exchange(500), True),
+        (_exchange(503), True),
+        (_exchange(429), True),
+        (_exchange(200), False),
+        (_exchange(400), False),
+        (_exchange(401), False),
+        (_exchange(404), False),
+    ],
+)
+def test_only_transient_failures_are_retried(exchange, transient):
+    assert vllm_smoke.is_transient(exchange) is transient
+
+
+def test_retries_stop_at_the_budget_and_at_the_first_real_answer():
+    sleeps = []
+    answers = iter([_exchange(503), _exchange(error_kind="reset"), _exchange(200), _exchange(200)])
+    attempts = vllm_smoke.with_retries(lambda: next(answers), retries=5, retry_delay=2.5, sleep=sleeps.append)
+    assert [attempt["status"] for attempt in attempts] == [503, None, 200]
+    assert sleeps == [2.5, 2.5]
+    always_down = vllm_smoke.with_retries(lambda: _exchange(error_kind="refused"), 2, 0, sleep=sleeps.append)
+    assert len(always_down) == 3
+    assert len(vllm_smoke.with_retries(lambda: _exchange(503), 0, 0, sleep=sleeps.append)) == 1
+
+
+# The module end to end --------------------------------------------------------------------------------------
+
+
+class FakeVllm:
+    """A threaded stdlib HTTP server answering like vLLM from the fixtures, on a free loopback port.
+
+    Every check's route plays its scripted answers in order (the last one repeats); an answer is a fixture name
+    with a status, or HANG (accept the request and never answer). With an API key it guards /v1 like vLLM's
+    AuthenticationMiddleware. Every request is recorded."""
+
+    HANG = "hang"
+
+    def __init__(self, api_key=None):
+        self.api_key = api_key
+        self.script = {
+            "models": [(200, "models_list.json")],
+            "chat": [(200, "chat_ok.json")],
+            "tools": [(200, "tools_ok.json")],
+            "reasoning": [(200, "reasoning_ok.json")],
+        }
+        self.requests = []
+        self.release = threading.Event()
+        self._lock = threading.Lock()
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                fake.answer(self, None)
+
+            def do_POST(self):
+                fake.answer(self, json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+
+    @staticmethod
+    def route(path, payload):
+        if path == "/v1/models":
+            return "models"
+        if payload and payload.get("tools"):
+            return "tools"
+        return "reasoning" if payload and payload.get("chat_template_kwargs") else "chat"
+
+    def answer(self, handler, payload):
+        route = self.route(handler.path, payload)
+        with self._lock:
+            self.requests.append({"route": route, "headers": dict(handler.headers), "payload": payload})
+            answers = self.script[route]
+            status, name = answers.pop(0) if len(answers) > 1 else answers[0]
+        if self.api_key and handler.headers.get("Authorization") != f"Bearer {self.api_key}":
+            status, name = 401, "error_unauthorized_401.json"
+        if name == self.HANG:
+            self.release.wait(10)  # bounded: the test's teardown releases it
+            return
+        body = (FIXTURES / name).read_bytes()
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    def routes_seen(self):
+        return [request["route"] for request in self.requests]
+
+
+@pytest.fixture
+def fake_vllm():
+    servers = []
+
+    def start(api_key=None):
+        server = FakeVllm(api_key)
+        server.thread.start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.release.set()
+        server.server.shutdown()
+        server.server.server_close()
+        server.thread.join(5)
+
+
+class ModuleExit(Exception):
+    def __init__(self, failed, result):
+        super().__init__(result.get("msg"))
+        self.failed, self.result = failed, result
+
+
+def run_module(check_mode=False, **args):
+    """Run vllm_smoke_test.main() in this process; returns (failed, result)."""
+    module = _load_file("vllm_smoke_test_module", REPO / "plugins" / "modules" / "vllm_smoke_test.py")
+
+    def exit_json(self, **result):
+        raise ModuleExit(False, result)
+
+    def fail_json(self, msg, **result):
+        raise ModuleExit(True, {"msg": msg, **result})
+
+    if check_mode:
+        args["_ansible_check_mode"] = True
+    with (
+        patch_module_args(args),
+        mock.patch.object(AnsibleModule, "exit_json", exit_json),
+        mock.patch.object(AnsibleModule, "fail_json", fail_json),
+        pytest.raises(ModuleExit) as outcome,
+    ):
+        module.main()
+    return outcome.value.failed, outcome.value.result
+
+
+def _by_name(result):
+    return {check["name"]: check for check in result["results"]}
+
+
+def test_a_healthy_server_passes_every_default_check(fake_vllm):
+    server = fake_vllm()
+    failed, result = run_module(base_url=server.url + "/v1/", retry_delay=0)
+    assert not failed and result["passed"] and result["changed"] is False
+    assert [check["name"] for check in result["results"]] == ["models", "chat", "tools", "reasoning"]
+    assert [line.split(":")[0] for line in result["summary"]] == [
+        "PASS models",
+        "PASS chat",
+        "PASS tools",
+        "PASS reasoning",
+    ]
+    assert server.routes_seen() == ["models", "chat", "tools", "reasoning"]
+    assert all("Authorization" not in request["headers"] for request in server.requests)
+    assert server.requests[3]["payload"]["chat_template_kwargs"] == {"thinking": True}
+    reasoning = _by_name(result)["reasoning"]
+    assert reasoning["status"] == 200 and len(reasoning["attempts"]) == 1
+    assert all("response" not in check for check in result["results"])  # passed: the body is in the report only
+    assert "report_path" not in result
+
+
+def test_api_key_is_sent_everywhere_but_the_auth_check_which_must_get_401(fake_vllm):
+    server = fake_vllm(api_key=API_KEY)
+    failed, result = run_module(base_url=server.url, api_key=API_KEY, retry_delay=0)
+    assert not failed, result["msg"] if failed else None
+    assert [check["name"] for check in result["results"]] == ["models", "chat", "tools", "reasoning", "auth"]
+    keys = {
+        request["route"] + ("+key" if "Authorization" in request["headers"] else ""): request
+        for request in server.requests
+    }
+    assert sorted(keys) == ["chat+key", "models", "models+key", "reasoning+key", "tools+key"]
+    assert keys["chat+key"]["headers"]["Authorization"] == f"Bearer {API_KEY}"
+    assert _by_name(result)["auth"]["detail"] == '401 {"error": "Unauthorized"} without the key'
+    assert API_KEY not in json.dumps(result)
+
+
+def test_a_wrong_api_key_fails_with_the_key_hint(fake_vllm):
+    server = fake_vllm(api_key=API_KEY)
+    failed, result = run_module(base_url=server.url, api_key="sk-wrong", checks=["models"], retry_delay=0)
+    assert failed and "FAIL models: expected 200" in result["msg"]
+    assert _by_name(result)["models"]["hint"] == vllm_smoke.HINT_API_KEY
+    assert len(server.requests) == 1  # a 401 is an answer, not a transient failure
+
+
+def test_a_server_without_a_key_fails_the_auth_check(fake_vllm):
+    server = fake_vllm()
+    failed, result = run_module(base_url=server.url, api_key=API_KEY, checks=["auth"], retry_delay=0)
+    assert failed and _by_name(result)["auth"]["hint"] == vllm_smoke.HINT_NO_AUTH
+
+
+def test_the_report_is_written_with_results_and_without_the_key(fake_vllm, tmp_path):
+    server = fake_vllm(api_key=API_KEY)
+    report_path = tmp_path / "reports" / "smoke" / "node1.json"
+    failed, result = run_module(base_url=server.url, api_key=API_KEY, report_path=str(report_path), retry_delay=0)
+    assert not failed and result["report_path"] == str(report_path)
+    text = report_path.read_text()
+    report = json.loads(text)
+    assert API_KEY not in text
+    assert report["passed"] is True and report["api_key_sent"] is True and report["base_url"] == server.url
+    assert report["checks"] == ["models", "chat", "tools", "reasoning", "auth"]
+    assert [check["name"] for check in report["results"]] == report["checks"]
+    assert report["summary"] == result["summary"]
+    reasoning = report["results"][3]
+    assert reasoning["response"]["choices"][0]["message"]["reasoning"].startswith("The average speed")
+    assert [path.name for path in report_path.parent.iterdir()] == ["node1.json"]  # no temporary file left
+
+
+def test_a_report_that_cannot_be_written_fails_the_task(fake_vllm, tmp_path):
+    server = fake_vllm()
+    (tmp_path / "reports").write_text("a file where the report directory should be")
+    failed, result = run_module(
+        base_url=server.url, checks=["models"], report_path=str(tmp_path / "reports" / "n.json")
+    )
+    assert failed and result["msg"].startswith("could not write the report")
+    assert result["passed"] is True  # the checks themselves ran and passed
+
+
+def test_check_mode_runs_the_read_only_checks_but_writes_no_report(fake_vllm, tmp_path):
+    server = fake_vllm()
+    report_path = tmp_path / "node1.json"
+    failed, result = run_module(check_mode=True, base_url=server.url, report_path=str(report_path), retry_delay=0)
+    assert not failed and result["passed"]
+    assert server.routes_seen() == ["models", "chat", "tools", "reasoning"]
+    assert not report_path.exists() and "report_path" not in result
+
+
+def test_a_flaky_503_is_retried_then_passes(fake_vllm):
+    server = fake_vllm()
+    server.script["chat"] = [(503, "error_retryable_503.json"), (200, "chat_ok.json")]
+    failed, result = run_module(base_url=server.url, checks=["chat"], retries=2, retry_delay=0)
+    assert not failed
+    chat = _by_name(result)["chat"]
+    assert [attempt["status"] for attempt in chat["attempts"]] == [503, 200]
+    assert server.routes_seen() == ["chat", "chat"]
+
+
+def test_a_hanging_server_times_out_on_every_attempt(fake_vllm):
+    server = fake_vllm()
+    server.script["reasoning"] = [(200, FakeVllm.HANG)]
+    started = time.monotonic()
+    failed, result = run_module(base_url=server.url, checks=["reasoning"], timeout=0.5, retries=1, retry_delay=0)
+    elapsed = time.monotonic() - started
+    assert failed and 0.9 < elapsed < 4
+    reasoning = _by_name(result)["reasoning"]
+    assert reasoning["status"] is None and len(reasoning["attempts"]) == 2
+    assert all("timed out" in attempt["error"] for attempt in reasoning["attempts"])
+    assert "no answer within 0.5 s after 2 attempt(s)" in reasoning["detail"]
+    assert reasoning["hint"] == vllm_smoke.TRANSPORT_HINTS["timeout"]
+    assert "FAIL reasoning" in result["msg"] and "[2 attempts]" in result["msg"]
+
+
+def test_a_wrong_answer_is_not_retried(fake_vllm):
+    server = fake_vllm()
+    server.script["reasoning"] = [(200, "reasoning_wrong_answer.json")]
+    failed, result = run_module(base_url=server.url, checks=["reasoning"], retries=3, retry_delay=0)
+    assert failed and server.routes_seen() == ["reasoning"]
+    assert _by_name(result)["reasoning"]["response"] == fixture("reasoning_wrong_answer.json")
+    assert "1 of 1 vLLM smoke checks failed" in result["msg"]
+    assert "an answer without 60 km/h" in result["msg"]
+
+
+def test_a_known_vllm_error_fails_the_task_with_its_fix(fake_vllm):
+    server = fake_vllm()
+    server.script["tools"] = [(400, "error_tool_choice_400.json")]
+    failed, result = run_module(base_url=server.url, retry_delay=0)
+    assert failed and not result["passed"]
+    assert [line.split(":")[0] for line in result["summary"]] == [
+        "PASS models",
+        "PASS chat",
+        "FAIL tools",
+        "PASS reasoning",
+    ]
+    assert "Likely fix: " + vllm_smoke.HINT_TOOL_FLAGS in result["msg"]
+
+
+def test_nothing_listening_fails_models_and_skips_the_rest():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    failed, result = run_module(base_url=f"http://127.0.0.1:{port}", retries=1, retry_delay=0)
+    assert failed
+    models, *others = result["results"]
+    assert len(models["attempts"]) == 2 and "ConnectionRefusedError" in models["attempts"][0]["error"]
+    assert models["hint"] == vllm_smoke.TRANSPORT_HINTS["refused"]
+    assert [(check["name"], check.get("skipped")) for check in others] == [
+        ("chat", True),
+        ("tools", True),
+        ("reasoning", True),
+    ]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ({"checks": ["auth"]}, "checks contains auth, which needs api_key"),
+        ({"checks": []}, "checks is empty"),
+        ({"timeout": 0}, "timeout must be more than 0 seconds"),
+        ({"retries": -1}, "retries must be 0 or more"),
+    ],
+)
+def test_bad_options_are_refused_before_any_request(args, message):
+    failed, result = run_module(base_url="http://127.0.0.1:9", **args)
+    assert failed and result["msg"].startswith(message)
+
+
+def test_ansible_runs_the_module_with_its_module_utils_in_check_mode(fake_vllm, tmp_path):
+    ansible = shutil.which("ansible", path=os.path.dirname(sys.executable))
+    if ansible is None:
+        pytest.skip("the ansible command is not installed next to this Python")
+    server = fake_vllm(api_key=API_KEY)
+    args = {
+        "base_url": server.url,
+        "api_key": API_KEY,
+        "checks": ["models", "auth"],
+        "retry_delay": 0,
+        "report_path": str(tmp_path / "report.json"),
+    }
+    environment = {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+        "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
+        "ANSIBLE_STDOUT_CALLBACK": "json",
+        "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-local"),
+        "ANSIBLE_HOME": str(tmp_path / "ansible-home"),
+    }
+    completed = subprocess.run(
+        [
+            ansible,
+            "localhost",
+            "-i",
+            "localhost,",
+            "-c",
+            "local",
+            "--check",
+            "-m",
+            "vllm_smoke_test",
+            "-a",
+            json.dumps(args),
+            "-e",
+            f"ansible_python_interpreter={sys.executable}",
+        ],
+        cwd=REPO,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    task = json.loads(completed.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    assert task["passed"] is True and task["changed"] is False
+    assert [check["name"] for check in task["results"]] == ["models", "auth"]
+    assert server.requests[0]["headers"]["Authorization"] == f"Bearer {API_KEY}"
+    assert API_KEY not in completed.stdout
+    assert not (tmp_path / "report.json").exists()
