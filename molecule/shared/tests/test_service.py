@@ -62,8 +62,8 @@ def _api_key():
 def test_api_key_only_in_the_root_only_env_file(host):
     key = _api_key()
     assert key in host.file("/etc/vllm/vllm.env").content_string
-    with host.sudo():
-        holders = host.run(f"grep -rl --exclude-dir=proc --exclude-dir=sys -F {key} /etc /srv /var/lib/vllm /opt")
+    # The node's connection is root already; sudo would write this command line, key included, to the journal.
+    holders = host.run(f"grep -rl -F {key} /etc /srv /var/lib/vllm /opt /root")
     assert holders.stdout.split() == ["/etc/vllm/vllm.env"]
     assert key not in host.file("/etc/systemd/system/vllm.service").content_string
     command_lines = host.check_output("cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' '")
