@@ -1,234 +1,653 @@
-"""The vLLM stand-in refuses what vLLM on ROCm refuses and answers with vLLM's shapes."""
+"""The vLLM stand-in as a deployment sees it: `vllm serve`'s command line, the start-up refusals with vLLM's texts
+and exit codes, start-up time with cold and warm kernel caches, the HTTP API's shapes and errors, throughput that
+saturates under concurrency, and SIGTERM. Every server is a real subprocess on a free 127.0.0.1 port."""
 
-import concurrent.futures
+import asyncio
 import json
 import os
 import pathlib
+import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
+from typing import Self
 
 import pytest
+import requests
 
-STANDIN = pathlib.Path(__file__).resolve().parent / "vllm_standin.py"
+HERE = pathlib.Path(__file__).resolve().parent
+STANDIN = HERE / "vllm_standin.py"
+SIMULATOR = HERE.parent / "node" / "simulate-amd-gpus"
 MODEL = "deepseek-ai/DeepSeek-V3.2"
-FULL_FLAGS = ["--model", MODEL, "--tensor-parallel-size", "2", "--block-size", "1", "--quantization", "fp8",
-              "--tokenizer-mode", "deepseek_v32", "--tool-call-parser", "deepseek_v32",
-              "--enable-auto-tool-choice", "--reasoning-parser", "deepseek_v3"]
-TRAIN = ("Solve step by step: If a train travels 120km in 2 hours, and then 180km in 3 hours, "
-         "what is the average speed?")
+COMMIT = "3f1a2b4c5d6e7f8091a2b3c4d5e6f708192a3b4c"
+WITHOUT_BLOCK_SIZE = ["--tensor-parallel-size", "8", "--quantization", "fp8", "--tokenizer-mode", "deepseek_v32",
+                      "--tool-call-parser", "deepseek_v32", "--enable-auto-tool-choice", "--reasoning-parser",
+                      "deepseek_v3"]
+FULL_FEATURES = ["--block-size", "1", *WITHOUT_BLOCK_SIZE]  # the vendor guide's "Full Features Configuration"
+WEATHER_TOOL = {"type": "function", "function": {
+    "name": "get_weather", "description": "Get weather for a location",
+    "parameters": {"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]}}}
+TRAIN_QUESTION = ("Solve step by step: If a train travels 120km in 2 hours, and then 180km in 3 hours, what is the "
+                  "average speed?")
+FAST = {"SIM_LOAD_SECONDS": "0.05", "SIM_WARMUP_SECONDS": "0.05", "SIM_COMPILE_SECONDS": "0.05",
+        "SIM_GRAPH_CAPTURE_SECONDS": "0.02", "SIM_TTFT_SECONDS": "0.02", "SIM_TOKENS_PER_SECOND_PER_STREAM": "2000",
+        "SIM_MAX_TOKENS_PER_SECOND": "20000"}
 
 
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+# ------------------------------------------------------------------------------------------------------ fixtures
+def write_shard(path: pathlib.Path, tensor: str, data_bytes: int = 64) -> None:
+    header = json.dumps({tensor: {"dtype": "F8_E4M3", "shape": [data_bytes], "data_offsets": [0, data_bytes]}})
+    header += " " * (-len(header) % 8)
+    path.write_bytes(struct.pack("<Q", len(header)) + header.encode() + bytes(data_bytes))
 
 
-@pytest.fixture
-def lab(tmp_path):
-    """A device tree with two GPUs, a complete HF cache and a kernel cache directory."""
-    dev = tmp_path / "dev"
-    (dev / "dri").mkdir(parents=True)
-    for name in ("kfd", "dri/renderD128", "dri/renderD129"):
-        (dev / name).touch()
-    commit = "f" * 40
-    repo = tmp_path / "hf" / "hub" / "models--deepseek-ai--DeepSeek-V3.2"
-    snapshot = repo / "snapshots" / commit
+def make_hf_cache(root: pathlib.Path, shards: int = 4) -> pathlib.Path:
+    """A Hugging Face cache holding a (tiny) DeepSeek V3.2 snapshot, laid out as huggingface_hub leaves it."""
+    repo = root / "hub" / f"models--{MODEL.replace('/', '--')}"
+    snapshot = repo / "snapshots" / COMMIT
     snapshot.mkdir(parents=True)
     (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(commit)
-    (snapshot / "config.json").write_text("{}")
-    shards = [f"model-0000{i}-of-000002.safetensors" for i in (1, 2)]
-    (snapshot / "model.safetensors.index.json").write_text(json.dumps(
-        {"weight_map": {f"layer.{i}": shard for i, shard in enumerate(shards)}}))
-    for shard in shards:
-        (snapshot / shard).write_bytes(b"x" * 16)
-    env = dict(os.environ, SIM_DEV_ROOT=str(dev), HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1",
-               VLLM_ROCM_USE_AITER="1", AITER_ENABLE_VSKIP="0", SIM_LOAD_SECONDS="0.3", SIM_WARMUP_SECONDS="0.6",
-               SIM_KERNEL_CACHE_DIR=str(tmp_path / "triton"), SIM_TTFT_SECONDS="0.05")
-    return {"env": env, "snapshot": snapshot, "dev": dev}
+    (repo / "refs" / "main").write_text(COMMIT)
+    (snapshot / "config.json").write_text(json.dumps({
+        "architectures": ["DeepseekV32ForCausalLM"], "model_type": "deepseek_v32", "max_position_embeddings": 163840,
+        "quantization_config": {"quant_method": "fp8", "fmt": "e4m3", "weight_block_size": [128, 128]}}))
+    weight_map = {}
+    for index in range(1, shards + 1):
+        name = f"model-{index:05d}-of-{shards:06d}.safetensors"
+        write_shard(snapshot / name, f"model.layers.{index}.mlp.weight")
+        weight_map[f"model.layers.{index}.mlp.weight"] = name
+    (snapshot / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    return snapshot
 
 
-def run(lab, flags, **env):
-    return subprocess.run([sys.executable, str(STANDIN), "serve", *flags], env={**lab["env"], **env},
-                          capture_output=True, text=True, timeout=30)
+def make_devices(root: pathlib.Path, gpus: int = 8, kfd: bool = True) -> pathlib.Path:
+    (root / "dri").mkdir(parents=True)
+    if kfd:
+        (root / "kfd").touch()
+    for index in range(gpus):
+        (root / "dri" / f"card{index}").touch()
+        (root / "dri" / f"renderD{128 + index}").touch()
+    return root
 
 
-@pytest.mark.parametrize(
-    ("flags", "env", "text", "code"),
-    [
-        ([], {"VLLM_ROCM_USE_AITER": "0"}, "only supported on AITER. Please enable aiter with VLLM_ROCM_USE_AITER=1", 1),
-        ([], {"AITER_ENABLE_VSKIP": "1"}, "Memory access fault by GPU", 134),
-        (["--kv-cache-dtype", "fp8"], {}, "ROCMAiterMLASparseBackend doesn't support fp8 kv_cache_dtype", 1),
-        (["--kv-transfer-config", '{"kv_connector":"OffloadingConnector"}'], {},
-         "KeyError: 'model.layers.0.self_attn.indexer.k_cache'", 1),
-        (["--block-size", "16"], {}, "block_size 16 not supported", 1),
-        (["--tensor-parallel-size", "8"], {}, "required GPUs (8) exceeds the total number of available GPUs (2)", 1),
-        (["--unknown-flag"], {}, "unrecognized arguments: --unknown-flag", 2),
-    ],
-)
-def test_refuses_to_start(lab, flags, env, text, code):
-    result = run(lab, FULL_FLAGS + flags, **env)
-    assert result.returncode == code
-    assert text in result.stdout + result.stderr
-
-
-def test_refuses_without_devices(lab):
-    (lab["dev"] / "kfd").unlink()
-    result = run(lab, FULL_FLAGS)
-    assert result.returncode == 1 and "No HIP GPUs are available" in result.stdout
-
-
-def test_refuses_incomplete_weights_offline(lab):
-    (lab["snapshot"] / "model-00002-of-000002.safetensors").unlink()
-    result = run(lab, FULL_FLAGS)
-    assert result.returncode == 1
-    assert "model-00002-of-000002.safetensors" in result.stdout
-
-
-class Standin:
-    def __init__(self, lab, flags, **env):
-        self.port = free_port()
-        self.started = time.monotonic()
-        self.process = subprocess.Popen(
-            [sys.executable, str(STANDIN), "serve", *flags, "--port", str(self.port), "--host", "127.0.0.1"],
-            env={**lab["env"], **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.ready_after = self._wait_ready()
-
-    def _wait_ready(self):
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return time.monotonic() - self.started
-            except OSError:
-                time.sleep(0.05)
-        raise AssertionError("the stand-in did not open its port")
-
-    def request(self, path, payload=None, key=None):
-        headers = {"Content-Type": "application/json"}
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        data = json.dumps(payload).encode() if payload is not None else None
-        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data, headers=headers)
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return response.status, response.read().decode()
-        except urllib.error.HTTPError as error:
-            return error.code, error.read().decode()
-
-    def stop(self):
-        self.process.terminate()
-        output, _ = self.process.communicate(timeout=10)
-        return self.process.returncode, output
+def container_env(tmp: pathlib.Path) -> dict:
+    """The environment the service gives the container (AITER on, VSKIP off, offline hub), on a fresh node."""
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("SIM_", "VLLM_", "HF_", "AITER", "TRITON", "XDG_"))}
+    env.update(FAST, HOME=str(tmp / "home"), HF_HOME=str(tmp / "hf"), HF_HUB_OFFLINE="1",
+               SIM_DEV_ROOT=str(make_devices(tmp / "dev")), SIM_SYSFS_ROOT=str(tmp / "sys"),
+               VLLM_ROCM_USE_AITER="1", AITER_ENABLE_VSKIP="0")
+    return env
 
 
 @pytest.fixture
-def server(lab):
-    standin = Standin(lab, FULL_FLAGS)
-    yield standin
-    standin.stop()
+def node(tmp_path):
+    """A container's view: 8 GPU device nodes, the weights in the HF cache, the image's mandatory environment."""
+    snapshot = make_hf_cache(tmp_path / "hf")
+    return {"env": container_env(tmp_path), "snapshot": snapshot, "tmp": tmp_path}
 
 
-def test_warm_kernel_cache_starts_faster(lab):
-    cold = Standin(lab, FULL_FLAGS)
-    cold.stop()
-    warm = Standin(lab, FULL_FLAGS)
-    code, output = warm.stop()
-    assert cold.ready_after - warm.ready_after > 0.4
-    assert "skipping warm-up" in output and code == 0
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
-def test_health_version_models(server):
-    assert server.request("/health") == (200, "")
-    assert json.loads(server.request("/version")[1]) == {"version": "0.33.0"}
-    models = json.loads(server.request("/v1/models")[1])
-    assert models["object"] == "list" and models["data"][0]["id"] == MODEL
-    assert models["data"][0]["owned_by"] == "vllm"
+def run_standin(env: dict, *args: str, timeout: float = 30) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(STANDIN), *args], env=env, capture_output=True, text=True,
+                          timeout=timeout, check=False)
 
 
-def test_chat_tools_and_reasoning(server):
-    chat = json.loads(server.request("/v1/chat/completions", {
-        "model": MODEL, "messages": [{"role": "user", "content": "Hello, who are you?"}]})[1])
-    assert chat["choices"][0]["message"]["content"] and chat["choices"][0]["message"]["reasoning"] is None
-    tools = json.loads(server.request("/v1/chat/completions", {
-        "model": MODEL, "messages": [{"role": "user", "content": "What is the weather in San Francisco?"}],
-        "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {}}}]})[1])
-    call = tools["choices"][0]["message"]["tool_calls"][0]
-    assert call["function"]["name"] == "get_weather"
-    assert json.loads(call["function"]["arguments"]) == {"location": "San Francisco"}
-    assert tools["choices"][0]["finish_reason"] == "tool_calls"
-    reasoning = json.loads(server.request("/v1/chat/completions", {
-        "model": MODEL, "messages": [{"role": "user", "content": TRAIN}],
-        "chat_template_kwargs": {"thinking": True}})[1])
-    message = reasoning["choices"][0]["message"]
-    assert message["reasoning"] and "60 km/h" in message["content"]
+class Server:
+    """`vllm serve` as a subprocess; its stdout/stderr go to files so a chatty server never blocks on a pipe."""
+
+    def __init__(self, env: dict, tmp: pathlib.Path, *args: str, name: str = "server") -> None:
+        self.port = free_port()
+        self.started = time.monotonic()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.stdout_path, self.stderr_path = tmp / f"{name}.out", tmp / f"{name}.err"
+        with open(self.stdout_path, "w") as out, open(self.stderr_path, "w") as err:
+            self.process = subprocess.Popen(
+                [sys.executable, str(STANDIN), "serve", MODEL, "--host", "127.0.0.1", "--port", str(self.port),
+                 *args], env=env, stdout=out, stderr=err)
+
+    def wait_ready(self, timeout: float = 20) -> float:
+        """Seconds from the start until /health answers; connections are refused until then."""
+        while time.monotonic() - self.started < timeout:
+            assert self.process.poll() is None, self.logs()
+            try:
+                if requests.get(self.url + "/health", timeout=2).status_code == 200:
+                    return time.monotonic() - self.started
+            except requests.ConnectionError:
+                time.sleep(0.02)
+        raise AssertionError("not ready in time\n" + self.logs())
+
+    def stop(self, timeout: float = 20) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=timeout)
+
+    def logs(self) -> str:
+        return self.stdout_path.read_text() + self.stderr_path.read_text()
+
+    def __enter__(self) -> Self:
+        self.wait_ready()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
 
 
-def test_errors_have_vllms_shape(server):
-    status, body = server.request("/v1/chat/completions", {"model": "other", "messages": []})
-    assert status == 404 and json.loads(body)["error"]["message"] == "The model `other` does not exist."
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """One full-features server (the guide's flags) with an API key, shared by the API tests."""
+    tmp = tmp_path_factory.mktemp("served")
+    make_hf_cache(tmp / "hf")
+    with Server(container_env(tmp), tmp, *FULL_FEATURES, "--api-key", "s3cret") as server:
+        server.session = requests.Session()
+        server.session.headers["Authorization"] = "Bearer s3cret"
+        yield server
 
 
-def test_tools_without_the_tool_flags_get_vllms_400(lab):
-    flags = [flag for flag in FULL_FLAGS if flag != "--enable-auto-tool-choice"]
-    standin = Standin(lab, flags)
-    try:
-        status, body = standin.request("/v1/chat/completions", {
-            "model": MODEL, "messages": [{"role": "user", "content": "weather in Paris?"}],
-            "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {}}}]})
-    finally:
-        standin.stop()
-    assert status == 400
-    assert json.loads(body)["error"]["message"] == (
-        '"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set')
+def chat(server, timeout: float = 30, **body):
+    body.setdefault("model", MODEL)
+    return server.session.post(server.url + "/v1/chat/completions", json=body, timeout=timeout)
 
 
-def test_api_key_guards_v1_only(lab):
-    standin = Standin(lab, FULL_FLAGS + ["--api-key", "k" * 20])
-    try:
-        assert standin.request("/v1/models") == (401, '{"error": "Unauthorized"}')
-        assert standin.request("/v1/models", key="k" * 20)[0] == 200
-        assert standin.request("/health")[0] == 200
-    finally:
-        standin.stop()
+def stream_chat(server, **body):
+    """The SSE events of a streamed chat completion, parsed; the last one must be [DONE]."""
+    body.setdefault("model", MODEL)
+    response = server.session.post(server.url + "/v1/chat/completions", json={**body, "stream": True},
+                                   stream=True, timeout=30)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
+    assert response.headers["transfer-encoding"] == "chunked"
+    events = [line[len(b"data: "):].decode() for line in response.iter_lines() if line]
+    assert events[-1] == "[DONE]"
+    return [json.loads(event) for event in events[:-1]]
 
 
-def test_streaming_reports_usage_and_respects_max_tokens(server):
-    status, body = server.request("/v1/chat/completions", {
-        "model": MODEL, "stream": True, "stream_options": {"include_usage": True}, "max_tokens": 12,
-        "ignore_eos": True, "messages": [{"role": "user", "content": "Hello, who are you?"}]})
-    events = [line[6:] for line in body.splitlines() if line.startswith("data: ")]
-    assert status == 200 and events[-1] == "[DONE]"
-    chunks = [json.loads(event) for event in events[:-1]]
-    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
-    assert chunks[-1]["usage"]["completion_tokens"] == 12
-    content = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
-    assert len(content.split()) == 12
+# ------------------------------------------------------------------------------------------------- command line
+def test_unknown_flag_is_rejected_by_argparse_with_exit_2(node):
+    result = run_standin(node["env"], "serve", "--model", MODEL, "--tensor-parallel-size", "8", "--foo", "1")
+    assert result.returncode == 2
+    assert "With `vllm serve`, you should provide the model as a positional argument" in result.stdout
+    assert result.stderr.startswith("usage: vllm [-h] [-v]\n")
+    assert result.stderr.rstrip().endswith("vllm: error: unrecognized arguments: --foo 1")
 
 
-def test_throughput_saturates_at_the_configured_capacity(lab):
-    standin = Standin(lab, FULL_FLAGS, SIM_TOKENS_PER_SECOND_PER_STREAM="100", SIM_MAX_TOKENS_PER_SECOND="400")
+def test_bad_values_are_rejected_by_the_serve_parser(node):
+    result = run_standin(node["env"], "serve", MODEL, "--port", "eighty")
+    assert result.returncode == 2
+    assert result.stderr == ("usage: vllm serve [model_tag] [options]\n"
+                             "vllm serve: error: argument --port: invalid int value: 'eighty'\n")
+    result = run_standin(node["env"], "serve", MODEL, "--dtype", "fp4")
+    assert result.returncode == 2
+    assert "argument --dtype: invalid choice: 'fp4'" in result.stderr
 
-    def one():
-        return standin.request("/v1/chat/completions", {
-            "model": MODEL, "max_tokens": 100, "ignore_eos": True,
-            "messages": [{"role": "user", "content": "Hello"}]})
 
-    try:
-        started = time.monotonic()
-        one()
-        single = time.monotonic() - started
-        with concurrent.futures.ThreadPoolExecutor(8) as pool:
-            started = time.monotonic()
-            list(pool.map(lambda _: one(), range(8)))
-            crowded = time.monotonic() - started
-    finally:
-        standin.stop()
-    # One stream: 100 tokens at 100 tok/s. Eight streams share 400 tok/s: 800 tokens take about 2 s.
-    assert 0.9 < single < 1.4
-    assert 1.8 < crowded < 2.6
+def test_auto_tool_choice_needs_a_parser_and_parsers_must_exist(node):
+    result = run_standin(node["env"], "serve", MODEL, "--enable-auto-tool-choice")
+    assert result.returncode == 1
+    assert result.stderr.rstrip().endswith("TypeError: Error: --enable-auto-tool-choice requires --tool-call-parser")
+    result = run_standin(node["env"], "serve", MODEL, "--reasoning-parser", "deepseek_v9")
+    assert result.returncode == 1
+    assert "KeyError: 'invalid reasoning parser: deepseek_v9 (chose from { beam," in result.stderr
+
+
+def test_version_flag_and_the_current_name_of_disable_log_requests_are_accepted(node):
+    assert run_standin(node["env"], "--version").stdout == "0.33.0\n"
+    # --disable-log-requests is the inverse of --enable-log-requests; unknown flags fail before any check.
+    result = run_standin(dict(node["env"], SIM_DEV_ROOT=str(node["tmp"] / "nodev")), "serve", MODEL,
+                         "--disable-log-requests", "--trust-remote-code", "--max-num-seqs", "64",
+                         "--gpu-memory-utilization", "0.9", "--max-model-len", "32k")
+    assert result.returncode == 1
+    assert "non-default args: {'model_tag': 'deepseek-ai/DeepSeek-V3.2'" in result.stdout
+    assert "'max_model_len': 32000" in result.stdout
+
+
+# ------------------------------------------------------------------------------------------- start-up refusals
+API_TRACEBACK_END = ("RuntimeError: Engine core initialization failed. See root cause above. Failed core proc(s): "
+                     "{'EngineCore_DP0': 1}")
+
+
+@pytest.mark.parametrize("kfd, gpus", [(False, 8), (True, 0)], ids=["no-kfd", "no-render-nodes"])
+def test_no_gpu_device_nodes(node, kfd, gpus):
+    devices = make_devices(node["tmp"] / "nodev", gpus=gpus, kfd=kfd)
+    result = run_standin(dict(node["env"], SIM_DEV_ROOT=str(devices)), "serve", MODEL, *FULL_FEATURES)
+    assert result.returncode == 1
+    assert "(APIServer pid=" in result.stdout and "non-default args:" in result.stdout
+    assert result.stderr.rstrip().endswith("RuntimeError: Device string must not be empty")
+
+
+@pytest.mark.parametrize("version, text", [
+    ("0.33.0", ("Sparse attention indexer ROCm path requires AITER or a supported native architecture "
+                "(gfx950/gfx11).")),
+    ("0.27.0", ("Sparse attention indexer ROCm path is only supported on AITER. Please enable aiter with "
+                "VLLM_ROCM_USE_AITER=1")),
+    ("0.17.0", "Sparse attention indexer ROCm custom op requires ROCm Aiter ops to be enabled."),
+])
+def test_aiter_disabled_fails_in_the_sparse_indexer(node, version, text):
+    env = dict(node["env"], VLLM_STANDIN_VERSION=version)
+    env.pop("VLLM_ROCM_USE_AITER")
+    result = run_standin(env, "serve", MODEL, *FULL_FEATURES)
+    assert result.returncode == 1
+    assert "Loading weights took" in result.stdout  # the indexer runs in the profile run, after loading
+    assert "(Worker_TP0 pid=" in result.stdout and f"RuntimeError: {text}" in result.stdout
+    assert "EngineCore failed to start." in result.stdout
+    assert result.stderr.rstrip().endswith(API_TRACEBACK_END)
+
+
+def test_mi355x_runs_the_indexer_without_aiter_from_0_30(node):
+    """gfx950 has a native indexer path in 0.30+; the architecture comes from the simulated node's KFD topology."""
+    subprocess.run([sys.executable, str(SIMULATOR), "--root", str(node["tmp"] / "mi355x"), "--model", "mi355x"],
+                   check=True, capture_output=True, timeout=60)
+    env = dict(node["env"], SIM_SYSFS_ROOT=str(node["tmp"] / "mi355x" / "sys"),
+               SIM_DEV_ROOT=str(node["tmp"] / "mi355x" / "dev"))
+    env.pop("VLLM_ROCM_USE_AITER")
+    with Server(env, node["tmp"], *FULL_FEATURES) as server:
+        assert "Available KV cache memory: 172.9" in server.logs()  # 287.98 GiB x 0.9 - 80.25 - 6
+    assert server.process.returncode == 0
+
+
+def test_vskip_left_at_its_default_crashes_mi300x_during_warm_up(node):
+    env = dict(node["env"])
+    env.pop("AITER_ENABLE_VSKIP")
+    result = run_standin(env, "serve", MODEL, *FULL_FEATURES)
+    assert result.returncode == 1
+    assert "Memory access fault by GPU node-2 (Agent handle: " in result.stderr
+    assert "Worker proc VllmWorker-0 died unexpectedly (exit code: -6), shutting down executor." in result.stdout
+    assert result.stderr.rstrip().endswith(API_TRACEBACK_END)
+
+
+@pytest.mark.parametrize("extra, text", [
+    (["--kv-cache-dtype", "fp8"], "ValueError: ROCMAiterMLASparseBackend doesn't support fp8 kv_cache_dtype."),
+    (["--block-size", "64"], "AssertionError: Sparse MLA backend on ROCm only supports block size 1 for now."),
+    (["--kv-transfer-config", '{"kv_connector": "OffloadingConnector", "kv_role": "kv_both"}'],
+     "KeyError: 'model.layers.0.self_attn.indexer.k_cache'"),
+], ids=["fp8-kv-cache", "block-size", "kv-offloading"])
+def test_rules_of_the_release_the_guide_was_written_for(node, extra, text):
+    args = WITHOUT_BLOCK_SIZE + extra
+    result = run_standin(dict(node["env"], VLLM_STANDIN_VERSION="0.17.0"), "serve", MODEL, *args)
+    assert result.returncode == 1
+    assert text in result.stdout and "EngineCore failed to start." in result.stdout
+    assert result.stderr.rstrip().endswith(API_TRACEBACK_END)
+
+
+def test_release_0_33_accepts_fp8_kv_cache_other_block_sizes_and_kv_offloading(node):
+    with Server(node["env"], node["tmp"], *WITHOUT_BLOCK_SIZE, "--block-size", "64", "--kv-cache-dtype", "fp8",
+                "--kv-transfer-config", '{"kv_connector": "OffloadingConnector", "kv_role": "kv_both"}') as server:
+        assert "Using fp8 data type to store kv cache." in server.logs()
+
+
+def test_tensor_parallelism_beyond_the_gpus_present(node):
+    devices = make_devices(node["tmp"] / "four", gpus=4)
+    result = run_standin(dict(node["env"], SIM_DEV_ROOT=str(devices)), "serve", MODEL, *FULL_FEATURES)
+    assert result.returncode == 1
+    assert "(Worker_TP4 pid=" in result.stdout and "WorkerProc failed to start." in result.stdout
+    assert "AssertionError: DP adjusted local rank 4 is out of bounds for 4 devices." in result.stdout
+    assert result.stderr.rstrip().endswith(API_TRACEBACK_END)
+
+
+def test_weights_absent_from_the_offline_cache(node):
+    env = dict(node["env"], HF_HOME=str(node["tmp"] / "empty"))
+    result = run_standin(env, "serve", MODEL, *FULL_FEATURES)
+    assert result.returncode == 1
+    assert result.stderr.rstrip().endswith(
+        "OSError: We couldn't connect to 'https://huggingface.co' to load the files, and couldn't find them in the "
+        "cached files.\nCheck your internet connection or see how to run the library in offline mode at "
+        "'https://huggingface.co/docs/transformers/installation#offline-mode'.")
+    # A pinned revision that is not in the cache fails the same way; the cached one resolves.
+    result = run_standin(node["env"], "serve", MODEL, "--revision", "0" * 40, *FULL_FEATURES)
+    assert result.returncode == 1 and "OSError: We couldn't connect to" in result.stderr
+
+
+@pytest.mark.parametrize("damage, text", [
+    (lambda path: path.write_bytes(b""), "Error while deserializing header: header too small"),
+    (lambda path: path.write_bytes(path.read_bytes()[:-10]),
+     "Error while deserializing header: incomplete metadata, file not fully covered"),
+    (lambda path: path.unlink() or path.symlink_to(path.parent / "missing-blob"),
+     "FileNotFoundError: No such file or directory (os error 2)"),
+], ids=["empty", "truncated", "dangling-symlink"])
+def test_damaged_shard_fails_while_loading(node, damage, text):
+    damage(node["snapshot"] / "model-00002-of-000004.safetensors")
+    result = run_standin(node["env"], "serve", MODEL, *FULL_FEATURES)
+    assert result.returncode == 1
+    assert "(Worker_TP0 pid=" in result.stdout and text in result.stdout
+    assert result.stderr.rstrip().endswith(API_TRACEBACK_END)
+
+
+def test_missing_shards_start_a_model_that_talks_nonsense(node):
+    """vLLM does not check an FP8 checkpoint for completeness: the server comes up and the output is garbage."""
+    (node["snapshot"] / "model-00003-of-000004.safetensors").unlink()
+    with Server(node["env"], node["tmp"], *FULL_FEATURES) as server:
+        response = requests.post(server.url + "/v1/chat/completions", timeout=30, json={
+            "model": MODEL, "max_tokens": 30, "messages": [{"role": "user", "content": TRAIN_QUESTION}]})
+    answer = response.json()["choices"][0]
+    assert response.status_code == 200 and answer["finish_reason"] == "length"
+    assert "60 km/h" not in answer["message"]["content"]
+
+
+def test_address_in_use(node):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = run_standin(node["env"], "serve", MODEL, "--host", "127.0.0.1", "--port", str(port))
+    assert result.returncode == 1
+    assert result.stderr.rstrip().endswith("OSError: [Errno 98] Address already in use")
+
+
+def test_sigterm_during_start_up_exits_like_an_interrupted_python(node):
+    server = Server(dict(node["env"], SIM_LOAD_SECONDS="30"), node["tmp"], *FULL_FEATURES)
+    deadline = time.monotonic() + 10
+    while "Initializing a V1 LLM engine" not in server.stdout_path.read_text() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.stop() == -signal.SIGINT
+    assert server.stderr_path.read_text().rstrip().endswith("KeyboardInterrupt: terminated")
+
+
+# ------------------------------------------------------------------------------------------ start-up timing
+def test_port_refuses_connections_until_loaded_then_warm_start_is_faster(node):
+    env = dict(node["env"], SIM_LOAD_SECONDS="0.6", SIM_COMPILE_SECONDS="0.8", SIM_WARMUP_SECONDS="0.8",
+               VLLM_ROCM_USE_AITER_FP8BMM="1", TRITON_CACHE_DIR=str(node["tmp"] / "triton"),
+               VLLM_CACHE_ROOT=str(node["tmp"] / "vllm-cache"))
+    cold = Server(env, node["tmp"], *FULL_FEATURES, name="cold")
+    deadline = time.monotonic() + 10
+    while "Loading weights took" not in cold.stdout_path.read_text() and time.monotonic() < deadline:
+        with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", cold.port), 1):
+            pass
+        time.sleep(0.05)
+    cold_seconds = cold.wait_ready()
+    assert cold.stop() == 0
+    logs = cold.logs()
+    assert "Loading weights took 0.6" in logs
+    assert "Compiling a graph for compile range (1, 16384) takes 0.8" in logs
+    assert "[Aiter Triton] Pre-compiling fp8 BMM kernel: 100%" in logs
+    assert "Starting vLLM server on http://127.0.0.1:" in logs and "INFO:     Application startup complete." in logs
+    assert list((node["tmp"] / "triton").rglob("*.json")) and list((node["tmp"] / "vllm-cache").rglob("*.py"))
+
+    warm = Server(env, node["tmp"], *FULL_FEATURES, name="warm")
+    warm_seconds = warm.wait_ready()
+    assert warm.stop() == 0
+    assert "Directly load the compiled graph(s) for compile range (1, 16384) from the cache" in warm.logs()
+    assert cold_seconds >= 2.2 and cold_seconds - warm_seconds >= 1.2, (cold_seconds, warm_seconds)
+
+
+# ------------------------------------------------------------------------------------------------- endpoints
+def test_health_version_models(served):
+    health = requests.get(served.url + "/health", timeout=5)
+    assert (health.status_code, health.content, health.headers["server"]) == (200, b"", "uvicorn")
+    assert requests.get(served.url + "/version", timeout=5).json() == {"version": "0.33.0"}
+    models = served.session.get(served.url + "/v1/models", timeout=5).json()
+    assert models["object"] == "list"
+    card = models["data"][0]
+    assert {key: card[key] for key in ("id", "object", "owned_by", "root", "max_model_len")} == {
+        "id": MODEL, "object": "model", "owned_by": "vllm", "root": MODEL, "max_model_len": 163840}
+    assert card["permission"][0]["object"] == "model_permission"
+
+
+def test_api_key_guards_only_v1_paths(served):
+    assert requests.get(served.url + "/v1/models", timeout=5).status_code == 401
+    wrong = requests.get(served.url + "/v1/models", headers={"Authorization": "Bearer nope"}, timeout=5)
+    assert (wrong.status_code, wrong.json()) == (401, {"error": "Unauthorized"})
+    assert requests.get(served.url + "/metrics", timeout=5).status_code == 200
+    assert requests.get(served.url + "/nowhere", timeout=5).json() == {"detail": "Not Found"}
+
+
+def test_chat_completion_shape_and_usage(served):
+    response = chat(served, messages=[{"role": "user", "content": "Hello, who are you?"}])
+    assert response.status_code == 200
+    body = response.json()
+    assert body["id"].startswith("chatcmpl-") and body["object"] == "chat.completion" and body["model"] == MODEL
+    assert body["system_fingerprint"].startswith("vllm-0.33.0-tp8-")
+    choice = body["choices"][0]
+    assert choice["finish_reason"] == "stop" and choice["stop_reason"] is None
+    assert list(choice["message"]) == ["role", "content", "refusal", "annotations", "audio", "function_call",
+                                       "reasoning"]  # 0.33 leaves out an empty tool_calls
+    assert choice["message"]["role"] == "assistant" and "DeepSeek" in choice["message"]["content"]
+    assert choice["message"]["reasoning"] is None
+    usage = body["usage"]
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+    assert usage["completion_tokens_details"] == {"reasoning_tokens": 0}
+
+
+def test_max_tokens_and_ignore_eos_bound_the_output(served):
+    body = chat(served, max_tokens=7, messages=[{"role": "user", "content": "Describe the sea"}]).json()
+    assert body["choices"][0]["finish_reason"] == "length" and body["usage"]["completion_tokens"] == 7
+    body = chat(served, max_tokens=500, ignore_eos=True, messages=[{"role": "user", "content": "Hi"}]).json()
+    assert body["choices"][0]["finish_reason"] == "length" and body["usage"]["completion_tokens"] == 500
+    body = chat(served, max_tokens=500, messages=[{"role": "user", "content": "Hi"}]).json()
+    assert body["choices"][0]["finish_reason"] == "stop" and body["usage"]["completion_tokens"] < 500
+
+
+def test_streaming_chunks_role_usage_and_done(served):
+    events = stream_chat(served, max_tokens=12, ignore_eos=True,
+                         messages=[{"role": "user", "content": "Write about rivers"}])
+    assert all(event["object"] == "chat.completion.chunk" for event in events)
+    assert events[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert events[-1]["choices"][0]["finish_reason"] == "length"
+    assert not any("usage" in event for event in events)
+    texts = [event["choices"][0]["delta"].get("content") for event in events[1:]]
+    assert len(texts) == 12 and all(texts)  # one chunk per token, the last one with the finish reason
+
+    events = stream_chat(served, max_tokens=12, ignore_eos=True, stream_options={"include_usage": True},
+                         messages=[{"role": "user", "content": "Write about rivers"}])
+    usage_chunk = events[-1]
+    assert usage_chunk["choices"] == [] and usage_chunk["usage"]["completion_tokens"] == 12
+    assert usage_chunk["system_fingerprint"].startswith("vllm-0.33.0")
+
+    events = stream_chat(served, max_tokens=5, ignore_eos=True,
+                         stream_options={"include_usage": True, "continuous_usage_stats": True},
+                         messages=[{"role": "user", "content": "Write about rivers"}])
+    assert [event["usage"]["completion_tokens"] for event in events[:-1]] == [0, 1, 2, 3, 4, 5]
+
+
+def test_reasoning_only_when_thinking_is_requested(served):
+    plain = chat(served, messages=[{"role": "user", "content": TRAIN_QUESTION}]).json()["choices"][0]["message"]
+    assert plain["reasoning"] is None and "60 km/h" in plain["content"]
+    thinking = chat(served, chat_template_kwargs={"thinking": True},
+                    messages=[{"role": "user", "content": TRAIN_QUESTION}]).json()
+    message = thinking["choices"][0]["message"]
+    assert "300" in message["reasoning"] and "60 km/h" in message["content"]
+    assert "</think>" not in message["content"]
+    assert thinking["usage"]["completion_tokens_details"]["reasoning_tokens"] > 10
+    events = stream_chat(served, chat_template_kwargs={"thinking": True},
+                         messages=[{"role": "user", "content": TRAIN_QUESTION}])
+    reasoning = "".join(e["choices"][0]["delta"].get("reasoning", "") for e in events)
+    content = "".join(e["choices"][0]["delta"].get("content") or "" for e in events)
+    assert reasoning == message["reasoning"] and content == message["content"]
+
+
+@pytest.mark.parametrize("city", ["San Francisco", "Paris"])
+def test_tool_call_with_arguments_from_the_prompt(served, city):
+    body = chat(served, tools=[WEATHER_TOOL], messages=[{"role": "user", "content": f"What is the weather in {city}?"}])
+    choice = body.json()["choices"][0]
+    assert choice["finish_reason"] == "tool_calls"
+    (call,) = choice["message"]["tool_calls"]
+    assert call["type"] == "function" and call["function"]["name"] == "get_weather"
+    assert json.loads(call["function"]["arguments"]) == {"location": city}
+    # A question no tool answers gets text.
+    other = chat(served, tools=[WEATHER_TOOL], messages=[{"role": "user", "content": TRAIN_QUESTION}]).json()
+    assert other["choices"][0]["finish_reason"] == "stop" and "60 km/h" in other["choices"][0]["message"]["content"]
+
+
+def test_streamed_tool_call(served):
+    events = stream_chat(served, tools=[WEATHER_TOOL],
+                         messages=[{"role": "user", "content": "What is the weather in San Francisco?"}])
+    calls = [call for e in events for call in e["choices"][0]["delta"].get("tool_calls", [])]
+    assert calls[0]["function"]["name"] == "get_weather" and calls[0]["type"] == "function"
+    arguments = "".join(call["function"].get("arguments", "") for call in calls)
+    assert json.loads(arguments) == {"location": "San Francisco"}
+    assert events[-1]["choices"][0]["finish_reason"] == "tool_calls"
+
+
+def test_completions_endpoint(served):
+    body = served.session.post(served.url + "/v1/completions", timeout=30,
+                               json={"model": MODEL, "prompt": "Once upon a time", "max_tokens": 9}).json()
+    assert body["object"] == "text_completion" and body["id"].startswith("cmpl-")
+    assert body["choices"][0]["finish_reason"] == "length" and body["usage"]["completion_tokens"] == 9
+    assert isinstance(body["choices"][0]["text"], str) and body["choices"][0]["text"]
+
+
+def test_request_errors_in_vllm_shape(served):
+    missing = chat(served, model="deepseek-ai/DeepSeek-V4", messages=[{"role": "user", "content": "hi"}])
+    assert missing.status_code == 404
+    assert missing.json() == {"error": {
+        "message": "The model `deepseek-ai/DeepSeek-V4` does not exist. Valid aliases: deepseek-ai/DeepSeek-V3.2.",
+        "type": "NotFoundError", "param": "model", "code": 404}}
+    bad_json = served.session.post(served.url + "/v1/chat/completions", data=b"{not json",
+                                   headers={"Content-Type": "application/json"}, timeout=5)
+    error = bad_json.json()["error"]
+    assert bad_json.status_code == 400 and error["type"] == "Bad Request" and error["param"] == "body.1"
+    assert error["message"].startswith("1 validation error:\n  {'type': 'json_invalid', 'loc': 'body.1', "
+                                       "'msg': 'JSON decode error'")
+    zero = chat(served, max_tokens=0, messages=[{"role": "user", "content": "hi"}])
+    assert (zero.status_code, zero.json()["error"]) == (400, {
+        "message": "max_tokens must be at least 1, got 0. (parameter=max_tokens, value=0)",
+        "type": "BadRequestError", "param": "max_tokens", "code": 400})
+    form = served.session.post(served.url + "/v1/chat/completions", data=b"{}", timeout=5,
+                               headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert form.json()["error"]["message"] == ("1 validation error:\n  Unsupported Media Type: Only "
+                                               "'application/json' is allowed")
+
+
+def test_metrics_follow_the_requests(served):
+    before = metric_values(served)
+    chat(served, max_tokens=11, ignore_eos=True, messages=[{"role": "user", "content": "Count"}])
+    after = metric_values(served)
+    label = f'{{engine="0",model_name="{MODEL}"}}'
+    assert after[f"vllm:generation_tokens_total{label}"] - before[f"vllm:generation_tokens_total{label}"] == 11
+    assert after[f"vllm:prompt_tokens_total{label}"] > before[f"vllm:prompt_tokens_total{label}"]
+    success = f'vllm:request_success_total{{engine="0",finished_reason="length",model_name="{MODEL}"}}'
+    assert after[success] == before[success] + 1
+    assert after[f"vllm:time_to_first_token_seconds_count{label}"] == \
+        before[f"vllm:time_to_first_token_seconds_count{label}"] + 1
+    for name in ("vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc",
+                 "vllm:inter_token_latency_seconds_count", "vllm:e2e_request_latency_seconds_sum"):
+        assert name + label in after
+    assert f'vllm:time_to_first_token_seconds_bucket{{engine="0",le="+Inf",model_name="{MODEL}"}}' in after
+
+
+def metric_values(server) -> dict:
+    text = requests.get(server.url + "/metrics", timeout=5).text
+    assert "# TYPE vllm:time_to_first_token_seconds histogram" in text
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines() if line and not line.startswith("#")}
+
+
+def test_without_the_full_features_flags(node):
+    """The guide's Quick Start (no tool parser, the tokenizer mode set to "hf"): tools and chat are refused."""
+    env = dict(node["env"], VLLM_API_KEY="from-env")
+    with Server(env, node["tmp"], "--tensor-parallel-size", "8", "--tokenizer-mode", "hf") as server:
+        headers = {"Authorization": "Bearer from-env"}
+        assert requests.get(server.url + "/v1/models", timeout=5).status_code == 401
+        tools = requests.post(server.url + "/v1/chat/completions", headers=headers, timeout=5, json={
+            "model": MODEL, "tools": [WEATHER_TOOL], "messages": [{"role": "user", "content": "Weather in Rome?"}]})
+        assert tools.status_code == 400
+        assert tools.json() == {"error": {
+            "message": '"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set',
+            "type": "BadRequestError", "param": None, "code": 400}}
+        plain = requests.post(server.url + "/v1/chat/completions", headers=headers, timeout=5, json={
+            "model": MODEL, "messages": [{"role": "user", "content": "Hello, who are you?"}]})
+        assert plain.status_code == 400
+        assert plain.json()["error"]["message"] == (
+            "As of transformers v4.44, default chat template is no longer allowed, so you must provide a chat "
+            "template if the tokenizer does not define one.")
+        completion = requests.post(server.url + "/v1/completions", headers=headers, timeout=5,
+                                   json={"model": MODEL, "prompt": "Hello", "max_tokens": 3})
+        assert completion.status_code == 200
+
+
+# --------------------------------------------------------------------------------------- throughput and queueing
+async def timed_stream(port: int, max_tokens: int) -> tuple[float, float, float, int]:
+    """(sent, first token, last token, tokens) of one streamed request, on a raw connection."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    body = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "Tell a long story"}],
+                       "max_tokens": max_tokens, "ignore_eos": True, "stream": True}).encode()
+    writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    sent, stamps = time.monotonic(), []
+    while True:
+        line = await reader.readline()
+        if not line or line.startswith(b"data: [DONE]"):
+            break
+        if line.startswith(b"data: ") and b'"content":"' in line and b'"role"' not in line:
+            stamps.append(time.monotonic())
+    writer.close()
+    return sent, stamps[0], stamps[-1], len(stamps)
+
+
+def run_streams(port: int, count: int, max_tokens: int):
+    async def all_streams():
+        return await asyncio.gather(*(timed_stream(port, max_tokens) for _ in range(count)))
+    return asyncio.run(all_streams())
+
+
+def test_throughput_is_per_stream_rate_alone_and_shared_capacity_under_load(node):
+    env = dict(node["env"], SIM_TOKENS_PER_SECOND_PER_STREAM="40", SIM_MAX_TOKENS_PER_SECOND="400",
+               SIM_TTFT_SECONDS="0.4")
+    with Server(env, node["tmp"], *FULL_FEATURES, "--disable-uvicorn-access-log") as server:
+        ((sent, first, last, tokens),) = run_streams(server.port, 1, 41)
+        assert tokens == 41
+        assert (tokens - 1) / (last - first) == pytest.approx(40, rel=0.04)
+        assert first - sent == pytest.approx(0.4, rel=0.05)
+
+        results = run_streams(server.port, 40, 41)
+        assert all(result[3] == 41 for result in results)
+        per_stream = [(tokens - 1) / (last - first) for _, first, last, tokens in results]
+        assert sum(per_stream) / len(per_stream) == pytest.approx(400 / 40, rel=0.05)
+        window = max(r[2] for r in results) - min(r[1] for r in results)
+        assert sum(r[3] - 1 for r in results) / window == pytest.approx(400, rel=0.05)
+
+
+def test_max_num_seqs_queues_the_rest(node):
+    env = dict(node["env"], SIM_TOKENS_PER_SECOND_PER_STREAM="50", SIM_TTFT_SECONDS="0.02")
+    with Server(env, node["tmp"], *FULL_FEATURES, "--max-num-seqs", "2") as server:
+        async def scenario():
+            streams = [asyncio.ensure_future(timed_stream(server.port, 25)) for _ in range(4)]
+            await asyncio.sleep(0.2)
+            values = await asyncio.to_thread(metric_values, server)
+            return values, await asyncio.gather(*streams)
+        values, results = asyncio.run(scenario())
+    label = f'{{engine="0",model_name="{MODEL}"}}'
+    assert values[f"vllm:num_requests_running{label}"] == 2 and values[f"vllm:num_requests_waiting{label}"] == 2
+    first_tokens = sorted(result[1] - result[0] for result in results)
+    assert first_tokens[2] > 0.45  # the last two start when the first two (25 tokens at 50/s) are done
+
+
+# -------------------------------------------------------------------------------------------------- SIGTERM
+def test_sigterm_drains_in_flight_requests_within_the_shutdown_timeout(node):
+    env = dict(node["env"], SIM_TOKENS_PER_SECOND_PER_STREAM="25")
+    server = Server(env, node["tmp"], *FULL_FEATURES, "--shutdown-timeout", "10")
+    with server:
+        async def scenario():
+            stream = asyncio.ensure_future(timed_stream(server.port, 30))
+            await asyncio.sleep(0.3)
+            server.process.send_signal(signal.SIGTERM)
+            return await stream
+        sent, _, last, tokens = asyncio.run(scenario())
+        assert server.process.wait(timeout=10) == 0
+    assert tokens == 30 and last - sent > 1.0
+    logs = server.logs()
+    assert "[shutdown] EngineCore: draining in-flight requests count=1 timeout=10s" in logs
+    assert "INFO:     Finished server process" in logs
+    with pytest.raises(requests.ConnectionError):
+        requests.get(server.url + "/health", timeout=2)
+
+
+def test_sigterm_without_shutdown_timeout_aborts_in_flight_requests(node):
+    env = dict(node["env"], SIM_TOKENS_PER_SECOND_PER_STREAM="25")
+    with Server(env, node["tmp"], *FULL_FEATURES) as server:
+        response = requests.post(server.url + "/v1/chat/completions", stream=True, timeout=10, json={
+            "model": MODEL, "stream": True, "max_tokens": 100, "ignore_eos": True,
+            "messages": [{"role": "user", "content": "Talk"}]})
+        lines = response.iter_lines()
+        next(line for line in lines if b'"content":"' in line and b'"role"' not in line)
+        server.process.send_signal(signal.SIGTERM)
+        events = [json.loads(line[6:]) for line in lines if line.startswith(b"data: {")]
+        assert events[-1]["choices"][0]["finish_reason"] == "abort"
+        assert server.process.wait(timeout=10) == 0
+    assert "[shutdown] EngineCore: aborting in-flight requests count=1" in server.logs()
