@@ -18,8 +18,6 @@ import hashlib
 import json
 import os
 import re
-import select
-import signal
 import subprocess
 import sys
 import time
@@ -27,6 +25,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from hf_hub.hub_process import HubProcess
 
 HERE = Path(__file__).parent
 SERVER = HERE / "server.py"
@@ -41,49 +40,8 @@ TEN_MIB = 10 * 1024 * 1024
 TIMEOUT = 60
 
 
-class Hub:
-    """A stand-in server subprocess and helpers for its control endpoints."""
-
-    def __init__(self, args: list[str], log_path: Path) -> None:
-        self.log_path = log_path
-        self._log = log_path.open("w")
-        self.process = subprocess.Popen([sys.executable, str(SERVER), "--host", "127.0.0.1", "--port", "0", *args],
-                                        stdout=subprocess.PIPE, stderr=self._log, text=True)
-        ready, _, _ = select.select([self.process.stdout], [], [], 20)
-        line = self.process.stdout.readline() if ready else ""
-        if not line.startswith("READY "):
-            self.stop()
-            raise RuntimeError(f"hub stand-in did not start: {line!r}, see {log_path}")
-        self.url = line.split()[1]
-        self.info = self.control("GET", "info")
-
-    def control(self, method: str, name: str, body: dict | None = None) -> dict:
-        response = requests.request(method, f"{self.url}/_sim/{name}", json=body, timeout=10)
-        response.raise_for_status()
-        return response.json()
-
-    def faults(self, *faults: dict, throttle_bps: int | None = None) -> None:
-        self.control("POST", "faults", {"faults": list(faults), "throttle_bps": throttle_bps})
-
-    def file_stats(self, path: str) -> dict:
-        return self.control("GET", "stats")["files"].get(path, {})
-
-    def reset(self) -> None:
-        self.control("DELETE", "faults")
-        self.control("DELETE", "stats")
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
-        self._log.close()
-
-
 def start_hub(tmp_path_factory: pytest.TempPathFactory, name: str, *args: str):
-    hub = Hub(list(args), tmp_path_factory.mktemp(name) / "hub.log")
+    hub = HubProcess(list(args), tmp_path_factory.mktemp(name) / "hub.log")
     try:
         yield hub
     finally:
@@ -103,14 +61,14 @@ def hub(main_hub):
     main_hub.reset()
 
 
-def client_env(hub: Hub, home: Path, **overrides: str) -> dict:
+def client_env(hub: HubProcess, home: Path, **overrides: str) -> dict:
     env = {key: value for key, value in os.environ.items() if not key.startswith(("HF_", "HUGGING_FACE"))}
     env.update(HF_ENDPOINT=hub.url, HF_HOME=str(home / "hf_home"), HF_HUB_CACHE=str(home / "cache"),
                HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_DISABLE_PROGRESS_BARS="1", **overrides)
     return env
 
 
-def run_client(hub: Hub, home: Path, *ops: dict, **env: str) -> tuple[list[dict], str]:
+def run_client(hub: HubProcess, home: Path, *ops: dict, **env: str) -> tuple[list[dict], str]:
     """Run client operations in a fresh process; returns their outcomes and the client's stderr."""
     completed = subprocess.run([sys.executable, str(CLIENT), json.dumps(list(ops))], capture_output=True, text=True,
                                env=client_env(hub, home, **env), timeout=TIMEOUT, check=True)
@@ -139,7 +97,7 @@ def blobs_dir(home: Path) -> Path:
     return home / "cache" / "models--deepseek-ai--DeepSeek-V3.2" / "blobs"
 
 
-def lfs_sha256(hub: Hub, home: Path, filename: str) -> str:
+def lfs_sha256(hub: HubProcess, home: Path, filename: str) -> str:
     (outcome,), _ = run_client(hub, home, {"op": "file_metadata", "filename": filename})
     return result(outcome)["etag"]
 

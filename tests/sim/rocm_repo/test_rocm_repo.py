@@ -12,9 +12,7 @@ variables (base URL, rocm_version, rocm_amdgpu_version), Signed-By the key downl
 import json
 import os
 import re
-import select
 import shutil
-import signal
 import stat
 import subprocess
 import sys
@@ -23,6 +21,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from standin_process import StandinProcess
 
 HERE = Path(__file__).parent
 BUILD = HERE / "build_repo.py"
@@ -81,29 +80,11 @@ def role_urls(base: str, rocm_version: str, amdgpu_version: str) -> dict:
             "rocm": f"{base}/rocm/apt/{rocm_path}"}
 
 
-class Server:
+class Server(StandinProcess):
     """serve.py as a subprocess on a free loopback port."""
 
     def __init__(self, directory: Path, log_path: Path) -> None:
-        self._log = log_path.open("w")
-        self.process = subprocess.Popen([sys.executable, str(SERVE), "--dir", str(directory), "--host",
-                                         "127.0.0.1", "--port", "0"], stdout=subprocess.PIPE, stderr=self._log,
-                                        text=True)
-        ready, _, _ = select.select([self.process.stdout], [], [], 20)
-        line = self.process.stdout.readline() if ready else ""
-        if not line.startswith("READY "):
-            self.stop()
-            raise RuntimeError(f"serve.py did not start: {line!r}, see {log_path}")
-        self.url = line.split()[1]
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
-        self._log.close()
+        super().__init__(SERVE, ["--dir", str(directory)], log_path)
 
 
 class AptRoot:

@@ -16,7 +16,6 @@ import importlib.util
 import json
 import os
 import pathlib
-import select
 import shutil
 import signal
 import subprocess
@@ -27,12 +26,12 @@ from unittest import mock
 
 import ansible.module_utils
 import pytest
+from hf_hub.hub_process import HubProcess
 import requests
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.testing import patch_module_args
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
-HUB_SERVER = REPO / "tests" / "sim" / "hf_hub" / "server.py"
 REPO_ID = "deepseek-ai/DeepSeek-V3.2"
 TOKEN = "hf_GrantedTokenForTheStandInHub"
 TOKEN_WITHOUT_ACCESS = "hf_PendingAccessRequestToken"
@@ -65,52 +64,12 @@ def _load_file(name: str, path: pathlib.Path):
 # Hub stand-in --------------------------------------------------------------------------------------------------
 
 
-class Hub:
-    """The stand-in as a subprocess: gated (so tokens matter), main moved past the pinned commit (branch stable)."""
-
-    def __init__(self, log_path: pathlib.Path) -> None:
-        self._log = log_path.open("w")
-        self.process = subprocess.Popen(
-            [sys.executable, str(HUB_SERVER), "--host", "127.0.0.1", "--port", "0", "--shard-bytes", "16384",
-             "--gated", "--token", TOKEN, "--token-without-access", TOKEN_WITHOUT_ACCESS,
-             "--revision-branch", "stable", "--extra-commit"],
-            stdout=subprocess.PIPE, stderr=self._log, text=True)
-        ready, _, _ = select.select([self.process.stdout], [], [], 20)
-        line = self.process.stdout.readline() if ready else ""
-        if not line.startswith("READY "):
-            self.stop()
-            raise RuntimeError(f"hub stand-in did not start: {line!r}, see {log_path}")
-        self.url = line.split()[1]
-        self.info = self.control("GET", "info")
-
-    def control(self, method: str, name: str, body: dict | None = None) -> dict:
-        response = requests.request(method, f"{self.url}/_sim/{name}", json=body, timeout=10)
-        response.raise_for_status()
-        return response.json()
-
-    def faults(self, *faults: dict) -> None:
-        self.control("POST", "faults", {"faults": list(faults)})
-
-    def stats(self) -> dict:
-        return self.control("GET", "stats")
-
-    def reset(self) -> None:
-        self.control("DELETE", "faults")
-        self.control("DELETE", "stats")
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
-        self._log.close()
-
-
 @pytest.fixture(scope="module")
 def stand_in(tmp_path_factory):
-    server = Hub(tmp_path_factory.mktemp("hub") / "hub.log")
+    # Gated (so tokens matter), main moved past the pinned commit (branch stable).
+    server = HubProcess(["--shard-bytes", "16384", "--gated", "--token", TOKEN, "--token-without-access",
+                         TOKEN_WITHOUT_ACCESS, "--revision-branch", "stable", "--extra-commit"],
+                        tmp_path_factory.mktemp("hub") / "hub.log")
     yield server
     server.stop()
 
@@ -124,7 +83,7 @@ def hub(stand_in, monkeypatch):
     stand_in.reset()
 
 
-def sync(hub: Hub, home, revision: str = "main", *, source=None, manifest=None, token: str | None = TOKEN,
+def sync(hub: HubProcess, home, revision: str = "main", *, source=None, manifest=None, token: str | None = TOKEN,
          repo_id: str = REPO_ID, settings: hw.TransferSettings = FAST, use_hub: bool = True, **options) -> dict:
     client = hw.Hub(repo_id, endpoint=hub.url, token=token, settings=settings)
     runner = hw.SnapshotSync(str(home), repo_id, revision, source=source or client, settings=settings,
@@ -160,7 +119,7 @@ def blob_path(home, entry: dict) -> pathlib.Path:
     return pathlib.Path(home) / STORAGE / "blobs" / (entry["sha256"] or entry["blob_id"])
 
 
-def file_stats(hub: Hub) -> dict:
+def file_stats(hub: HubProcess) -> dict:
     return hub.stats()["files"]
 
 
@@ -620,7 +579,7 @@ def run_module(check_mode=False, **args):
     return outcome.value.failed, outcome.value.result
 
 
-def module_args(hub: Hub, home: pathlib.Path, **overrides) -> dict:
+def module_args(hub: HubProcess, home: pathlib.Path, **overrides) -> dict:
     return {"repo_id": REPO_ID, "revision": "stable", "hf_home": str(home), "endpoint": hub.url, "token": TOKEN,
             "max_workers": 4, "retry_delay": 0.01, "progress_interval": 0.2, **overrides}
 

@@ -1,0 +1,36 @@
+"""A stand-in server run as a subprocess on a free loopback port, for tests.
+
+The stand-ins print `READY <url>` on stdout once they listen (`--port 0` picks a free port).
+"""
+
+import select
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+
+class StandinProcess:
+    """Starts `script` with `args`, waits for its READY line, and stops it with SIGTERM."""
+
+    def __init__(self, script: Path, args: list[str], log_path: Path, start_timeout: float = 20) -> None:
+        self.log_path = log_path
+        self._log = log_path.open("w")
+        self.process = subprocess.Popen(
+            [sys.executable, str(script), "--host", "127.0.0.1", "--port", "0", *args],
+            stdout=subprocess.PIPE, stderr=self._log, text=True)
+        ready, _, _ = select.select([self.process.stdout], [], [], start_timeout)
+        line = self.process.stdout.readline() if ready else ""
+        if not line.startswith("READY "):
+            self.stop()
+            raise RuntimeError(f"{Path(script).name} did not start: {line!r}, see {log_path}")
+        self.url = line.split()[1]
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self._log.close()
