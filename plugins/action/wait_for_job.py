@@ -73,7 +73,9 @@ def format_progress(host: str, progress: dict | None, stale_seconds: float = 0.0
         percent = 100.0 * done / total if total else 100.0
         amount = f"{format_size(done)} of {format_size(total)} ({percent:.1f} %)"
         files = f"{progress.get('files_done', 0)}/{progress.get('files_total', 0)} files"
-        if phase == "resolving":
+        if phase == "starting":
+            line = f"{host}: {progress.get('message') or 'starting'}"
+        elif phase == "resolving":
             line = f"{host}: resolving {progress.get('repo_id', '?')}@{progress.get('revision', '?')}"
         elif phase == "verifying":
             line = f"{host}: verifying what is on disk, {amount} in place, {files}"

@@ -40,6 +40,7 @@ ROLE_OWNED_FLAGS = {
     "--host": "vllm_service_listen_address",
     "--port": "vllm_service_port",
     "--api-key": "vllm_service_api_key",
+    "--shutdown-timeout": "vllm_service_shutdown_timeout",
 }
 KV_OFFLOAD_FLAGS = ("--kv-offloading-size", "--kv-offloading-backend", "--cpu-offload-gb")
 KV_OFFLOAD_CONNECTORS = ("OffloadingConnector", "LMCacheConnector", "LMCacheConnectorV1", "CPUConnector")
@@ -114,6 +115,15 @@ def vllm_config_problems(config):
         problems.append(
             f"vllm_service_tensor_parallel_size is {tp_size} but the node shows {gpu_count} GPU(s): lower "
             "vllm_service_tensor_parallel_size or find the missing GPUs (amd-smi list, dmesg)."
+        )
+    drain = _int_problem(config, "vllm_service_shutdown_timeout", 0, 86400)
+    stop = _int_problem(config, "vllm_service_stop_timeout", 1, 86400)
+    problems.extend(problem for problem in (drain, stop) if problem)
+    if not drain and not stop and int(config["vllm_service_stop_timeout"]) <= int(config["vllm_service_shutdown_timeout"]):
+        problems.append(
+            f"vllm_service_stop_timeout ({config['vllm_service_stop_timeout']} s) must be longer than "
+            f"vllm_service_shutdown_timeout ({config['vllm_service_shutdown_timeout']} s), or `docker stop` kills "
+            "vLLM while it still drains requests: raise vllm_service_stop_timeout."
         )
     quantization = config.get("vllm_service_quantization")
     if quantization != "fp8":

@@ -19,8 +19,9 @@ description:
     "node1: 123.4 GB of 689.0 GB (17.9 %), 1.21 GB/s, ETA 7 min 47 s, 31/172 files".
   - The progress file is a JSON document with C(phase) (resolving, verifying, downloading, done, failed),
     C(bytes_done), C(bytes_total), C(rate_bytes_per_second), C(eta_seconds), C(files_done), C(files_total),
-    C(message) and C(updated_at), as M(hf_model_snapshot) writes it. A line says so when the file has not been
-    rewritten for a minute.
+    C(message) and C(updated_at), as M(hf_model_snapshot) writes it; or C(phase) C(starting) with a C(message),
+    printed as it is, as M(vllm_wait_ready) writes it. A line says so when the file has not been rewritten for a
+    minute.
   - Without O(progress_file), or while the file does not exist yet, the line says the job is running. In check
     mode the file is not read (M(hf_model_snapshot) writes none then, so a file there is an earlier run's).
   - When O(timeout) runs out the task fails and the job keeps running on the target.

@@ -64,6 +64,7 @@ def test_default_unit_has_the_mandatory_flags(role_renderer):
     assert _flag(vllm_args, "--tool-call-parser") == ["deepseek_v32"]
     assert "--enable-auto-tool-choice" in vllm_args
     assert _flag(vllm_args, "--reasoning-parser") == ["deepseek_v3"]
+    assert _flag(vllm_args, "--shutdown-timeout") == ["90"]
     assert "--kv-cache-dtype" not in argv
     assert "ExecStartPre=-/usr/bin/docker rm --force vllm" in unit
     assert "ExecStop=/usr/bin/docker stop --time 120 vllm" in unit
@@ -111,6 +112,7 @@ def _settings(**overrides):
         "vllm_service_tensor_parallel_size": 8, "vllm_service_block_size": 1, "vllm_service_quantization": "fp8",
         "vllm_service_extra_args": [], "vllm_service_extra_env": {}, "vllm_service_listen_address": "10.0.0.1",
         "vllm_service_port": 8000, "vllm_service_api_key": "", "gpu_count": 8,
+        "vllm_service_shutdown_timeout": 90, "vllm_service_stop_timeout": 120,
     }
     settings.update(overrides)
     return settings
@@ -144,6 +146,9 @@ def test_defaults_are_valid():
         ({"vllm_service_image": "vllm/vllm-openai-rocm"}, "neither a tag nor a digest"),
         ({"vllm_service_image": ""}, "run the prefetch playbook"),
         ({"vllm_service_revision": ""}, "vllm_service_revision is empty"),
+        ({"vllm_service_stop_timeout": 60}, "vllm_service_stop_timeout (60 s) must be longer"),
+        ({"vllm_service_shutdown_timeout": -1}, "vllm_service_shutdown_timeout must be from 0"),
+        ({"vllm_service_extra_args": ["--shutdown-timeout", "0"]}, "set that variable instead"),
     ],
 )
 def test_forbidden_settings_are_refused_with_the_variable_named(overrides, expected):
