@@ -321,6 +321,23 @@ class Hub:
             return TransientError(f"{type(error).__name__} talking to the hub: {error}")
         raise error
 
+    def check_access(self, item: ManifestFile) -> None:
+        """Ask for one file's metadata: a gated repository refuses files, not the model info, so a plan that only
+        read the model info would not see that the token cannot download."""
+        from huggingface_hub import get_hf_file_metadata, hf_hub_url
+
+        url = hf_hub_url(self.repo_id, item.path, revision=self.commit, endpoint=self.endpoint)
+        backoff = Backoff(self.settings, threading.Event(), f"metadata of {item.path} from {self.endpoint_url}")
+        while True:
+            try:
+                get_hf_file_metadata(url, token=self.token, timeout=self.settings.timeout, endpoint=self.endpoint)
+                return
+            except Exception as error:  # noqa: BLE001 - classified: transient ones retried, the rest explained
+                classified = self.classify(error, item.path)
+                if not isinstance(classified, TransientError):
+                    raise classified from error
+                backoff.wait_or_give_up(classified)
+
     @contextlib.contextmanager
     def open(self, item: ManifestFile, offset: int):
         """Stream `item` from `offset`; yields (first offset served, chunk iterator).
@@ -904,6 +921,8 @@ class SnapshotSync:
         return on_disk != self._tree_entries(manifest)
 
     def _plan_only(self, manifest: Manifest, started: float) -> dict:
+        if isinstance(self.source, Hub) and manifest.files:
+            self.source.check_access(min(manifest.files, key=lambda item: item.size))
         plan = self._survey(manifest)
         resumable = sum(plan.partial_bytes.values())
         to_fetch_bytes = sum(blob.item.size for blob in plan.to_fetch)

@@ -230,7 +230,9 @@ def test_check_mode_plans_bytes_and_writes_nothing(hub, seed, tmp_path):
     assert plan["bytes_downloaded"] == plan["bytes_needed"] == missing_bytes - 1000
     assert hw.bytes_needed(hw.Manifest.from_dict(plan["manifest"]), str(home)) == missing_bytes - 1000
     assert snapshot_of_tree(home) == before
-    assert file_stats(hub) == {}
+    # The plans asked for one small file's metadata (the access check), and for no file's bytes.
+    assert {stats["head"] for stats in file_stats(hub).values()} == {2}
+    assert sum(stats["get"] + stats["bytes_sent"] for stats in file_stats(hub).values()) == 0
 
 
 # Faults: interrupted bodies, killed runs, corruption, 5xx -----------------------------------------------------
@@ -385,6 +387,17 @@ def test_hub_errors_say_which_variable_to_fix(hub, tmp_path, overrides, words):
     for word in words:
         assert word in str(failure.value)
     assert not list(tmp_path.rglob("blobs/*"))
+
+
+@pytest.mark.parametrize(("token", "words"), [
+    (None, "gated repository and no token was given"),
+    (TOKEN_WITHOUT_ACCESS, "has not been granted access"),
+], ids=["anonymous", "no-access"])
+def test_the_plan_already_sees_that_the_token_cannot_download(hub, tmp_path, token, words):
+    """The model info of a gated repository is public; the check-mode plan asks for one file too."""
+    with pytest.raises(hw.WeightsError, match=words):
+        sync(hub, tmp_path, token=token, check_mode=True)
+    assert sync(hub, tmp_path, check_mode=True)["changed"] is True
 
 
 def test_a_branch_resolves_to_its_commit_and_shares_blobs_with_main(hub, seed, tmp_path):
@@ -633,9 +646,12 @@ wait_for_job = _load_file("wait_for_job_action", REPO / "plugins" / "action" / "
       "files_done": 0, "files_total": 1}, 300,
      "node1: 1 B of 2 B (50.0 %), 0.00 B/s, ETA 2 d 07 h, 0/1 files (no progress update for 5 min 0 s)"),
     ({"phase": "failed", "message": "not enough disk space"}, 0, "node1: failed: not enough disk space"),
+    ({"phase": "starting", "message": "vllm: loading the weights (74/163 shards), 3 min 10 s since the wait began"},
+     0, "node1: vllm: loading the weights (74/163 shards), 3 min 10 s since the wait began"),
     ({"phase": "done", "bytes_done": 689_000_000_000, "bytes_total": 689_000_000_000, "files_done": 172,
       "files_total": 172}, 0, "node1: done, 689.0 GB of 689.0 GB (100.0 %), 172/172 files"),
-], ids=["none", "resolving", "guide-example", "small", "hours", "verifying", "stale", "failed", "done"])
+], ids=["none", "resolving", "guide-example", "small", "hours", "verifying", "stale", "failed", "starting",
+        "done"])
 def test_progress_lines(progress, stale, line):
     assert wait_for_job.format_progress("node1", progress, stale) == line
 
