@@ -108,7 +108,7 @@ def test_configuration_defaults_and_overrides(tmp_path):
     config.write_text('# lab node 3\nSIM_GPU_MODEL="mi355x"\nSIM_GPU_COUNT=4\n')
     assert sim.choose(None, None, sim.read_config(str(config))) == ("mi355x", 4)
     assert sim.choose("mi325x", "7", sim.read_config(str(config))) == ("mi325x", 7)
-    for model, count in (("mi250x", None), (None, "9"), (None, "-1"), (None, "eight")):
+    for model, count in (("mi210", None), (None, "9"), (None, "-1"), (None, "eight")):
         with pytest.raises(ValueError):
             sim.choose(model, count, {})
 
@@ -227,3 +227,9 @@ def test_system_mode_mounts_and_mknods_in_a_scratch_tree(tmp_path):
     assert mounts_under(tmp_path) == []
     assert not (sys_class / "kfd").exists() and (sys_class / "net/lo").is_symlink()
     assert not (tmp_path / "dev/kfd").exists()
+
+
+def test_an_unsupported_architecture_can_be_simulated(tmp_path):
+    """MI250X (gfx90a) exists only so that the preflight's unknown-architecture refusal can be shown."""
+    assert sim.MODELS["mi250x"].gfx_target_version == 90010
+    assert sim.choose("mi250x", "8", {}) == ("mi250x", 8)
