@@ -1,4 +1,5 @@
-"""amd_gpu_facts and its module_utils against recorded-style KFD topologies (fixtures/topology/)."""
+"""amd_gpu_facts and its module_utils against recorded-style KFD topologies (fixtures/topology/) and PCI buses
+(fixtures/pci/)."""
 
 import importlib.util
 import json
@@ -7,6 +8,7 @@ import shutil
 
 import ansible.module_utils
 import pytest
+import yaml
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 
@@ -16,7 +18,11 @@ if str(REPO / "plugins" / "module_utils") not in ansible.module_utils.__path__:
     ansible.module_utils.__path__.append(str(REPO / "plugins" / "module_utils"))
 from ansible.module_utils import amd_topology  # noqa: E402
 FIXTURES = pathlib.Path(__file__).parent / "fixtures" / "topology"
+PCI_FIXTURES = pathlib.Path(__file__).parent / "fixtures" / "pci"
 GIB = 1024**3
+SYSFS_PCI_FILES = ("vendor", "device", "class", "numa_node", "subsystem_vendor", "subsystem_device", "revision")
+MI300X_BUSES = ["0c", "22", "38", "5c", "9f", "af", "bf", "df"]
+MI355X_BUSES = ["05", "15", "65", "75", "85", "95", "e5", "f5"]
 
 
 def load_module():
@@ -74,6 +80,30 @@ def render_minors_of(topology: pathlib.Path):
 
 def copy_fixture(name, tmp_path):
     return pathlib.Path(shutil.copytree(FIXTURES / name, tmp_path / name))
+
+
+def build_pci_bus(name, sys_root: pathlib.Path, driver_for_amd_gpus=None):
+    """The sysfs PCI tree a fixture describes, laid out as the kernel does it: function directories under
+    devices/, bus/pci/devices/<address> symlinks to them, driver and physfn symlinks. Returns bus/pci/devices."""
+    functions = json.loads((PCI_FIXTURES / f"{name}.json").read_text())["functions"]
+    devices = sys_root / "devices" / "pci0000:00"
+    bus = sys_root / "bus" / "pci" / "devices"
+    bus.mkdir(parents=True)
+    for address, entry in functions.items():
+        function_dir = devices / address
+        function_dir.mkdir(parents=True)
+        for attribute in SYSFS_PCI_FILES:
+            (function_dir / attribute).write_text(entry[attribute] + "\n")
+        driver = entry.get("driver")
+        if driver_for_amd_gpus and entry["vendor"] == "0x1002" and entry["class"] == "0x120000":
+            driver = driver_for_amd_gpus
+        if driver:
+            (sys_root / "bus" / "pci" / "drivers" / driver).mkdir(parents=True, exist_ok=True)
+            (function_dir / "driver").symlink_to(f"../../../bus/pci/drivers/{driver}")
+        if "physfn" in entry:
+            (function_dir / "physfn").symlink_to(f"../{entry['physfn']}")
+        (bus / address).symlink_to(f"../../../devices/pci0000:00/{address}")
+    return bus
 
 
 @pytest.mark.parametrize("version, target", [
@@ -166,6 +196,7 @@ def test_missing_render_node_is_reported(tmp_path):
 
 def test_host_without_the_driver(tmp_path):
     facts = amd_topology.collect_gpu_facts(str(tmp_path / "no-kfd" / "topology"), str(tmp_path / "dev"))
+    assert facts["source"] == "none" and facts["pci_count"] == 0
     assert facts["count"] == 0 and facts["gpus"] == []
     assert not facts["kfd_present"] and not facts["topology_present"]
     assert facts["vram_bytes_min"] == 0 and facts["gfx_targets"] == [] and facts["card_nodes"] == []
@@ -220,9 +251,11 @@ def test_unreadable_properties_raise_topology_error(tmp_path):
 
 def test_module_returns_the_facts(run_module, tmp_path):
     dev = make_dev(tmp_path / "dev", range(128, 136), cards=8)
-    result = run_module({"topology_root": str(FIXTURES / "mi300x-8gpu"), "dev_root": str(dev)})
+    result = run_module({"topology_root": str(FIXTURES / "mi300x-8gpu"), "dev_root": str(dev),
+                         "pci_root": str(tmp_path / "no-pci")})
     facts = result["ansible_facts"]["amd_gpu"]
     assert result["changed"] is False
+    assert result["ansible_facts"]["amd_gpu_source"] == facts["source"] == "kfd"
     assert facts["count"] == 8 and facts["gfx_targets"] == ["gfx942"]
     assert facts["marketing_names"] == ["AMD Instinct MI300X"]
     assert facts == json.loads(json.dumps(facts)), "facts must be plain JSON types"
@@ -230,7 +263,7 @@ def test_module_returns_the_facts(run_module, tmp_path):
 
 def test_module_check_mode_gives_the_same_facts(run_module, tmp_path):
     dev = make_dev(tmp_path / "dev", range(128, 136))
-    args = {"topology_root": str(FIXTURES / "mi355x-8gpu"), "dev_root": str(dev)}
+    args = {"topology_root": str(FIXTURES / "mi355x-8gpu"), "dev_root": str(dev), "pci_root": str(tmp_path / "no-pci")}
     normal = run_module(args)
     checked = run_module({**args, "_ansible_check_mode": True})
     assert checked["changed"] is False
@@ -241,15 +274,18 @@ def test_module_check_mode_gives_the_same_facts(run_module, tmp_path):
 def test_module_reports_a_missing_render_node(run_module, tmp_path):
     topology = FIXTURES / "mi300x-7gpu"
     dev = make_dev(tmp_path / "dev", [minor for minor in render_minors_of(topology) if minor != 134])
-    facts = run_module({"topology_root": str(topology), "dev_root": str(dev)})["ansible_facts"]["amd_gpu"]
+    facts = run_module({"topology_root": str(topology), "dev_root": str(dev),
+                        "pci_root": str(tmp_path / "no-pci")})["ansible_facts"]["amd_gpu"]
     assert facts["count"] == 7
     assert facts["missing_render_nodes"] == [str(dev / "dri" / "renderD134")]
 
 
 def test_module_on_a_host_without_the_driver_does_not_fail(run_module, tmp_path):
-    result = run_module({"topology_root": str(tmp_path / "absent"), "dev_root": str(tmp_path / "dev")})
+    result = run_module({"topology_root": str(tmp_path / "absent"), "dev_root": str(tmp_path / "dev"),
+                         "pci_root": str(build_pci_bus("no-gpu", tmp_path / "sys"))})
     facts = result["ansible_facts"]["amd_gpu"]
     assert facts["count"] == 0 and facts["kfd_present"] is False and facts["topology_present"] is False
+    assert result["ansible_facts"]["amd_gpu_source"] == "none" and facts["pci_count"] == 0
 
 
 def test_module_fails_with_the_unreadable_file(run_module, tmp_path):
@@ -258,6 +294,176 @@ def test_module_fails_with_the_unreadable_file(run_module, tmp_path):
     bank.unlink()
     bank.mkdir()
     with pytest.raises(FailJson) as failure:
-        run_module({"topology_root": str(topology), "dev_root": str(tmp_path)})
+        run_module({"topology_root": str(topology), "dev_root": str(tmp_path), "pci_root": str(tmp_path / "no-pci")})
     assert "Cannot read the KFD topology" in failure.value.args[0]["msg"]
     assert "nodes/7/mem_banks/0/properties" in failure.value.args[0]["msg"]
+
+
+# --- The PCI bus: the fallback before the driver is loaded -------------------------------------------------------
+
+@pytest.mark.parametrize("address, expected", [
+    ("0000:0c:00.0", (0, 0x0C00)), ("0000:5c:01.2", (0, (0x5C << 8) | (1 << 3) | 2)),
+    ("10000:e1:1f.7", (0x10000, (0xE1 << 8) | (0x1F << 3) | 7)), ("0000:0c:00.8", None), ("pci0000:00", None),
+])
+def test_pci_address_parsing(address, expected):
+    assert amd_topology.parse_pci_address(address) == expected
+
+
+def test_pci_addresses_round_trip_through_the_kfd_form():
+    for bus in MI300X_BUSES + MI355X_BUSES:
+        address = f"0000:{bus}:00.0"
+        assert amd_topology.pci_bdf(*amd_topology.parse_pci_address(address)) == address
+
+
+def test_model_table_targets_and_memory():
+    targets = {model.gfx_target for model in amd_topology.GPU_MODELS.values()}
+    assert targets == {"gfx908", "gfx90a", "gfx942", "gfx950"}
+    vram = {device_id: model.vram_gib for device_id, model in amd_topology.GPU_MODELS.items()}
+    assert (vram[0x74A1], vram[0x74A5], vram[0x75A0], vram[0x75A3]) == (192, 256, 288, 288)
+    assert vram[0x74B5] is None and vram[0x740C] is None
+
+
+PCI_EXPECTED = {
+    # fixture: (buses, device ID, LLVM target, name, VRAM GiB from the spec table)
+    "mi300x-8gpu": (MI300X_BUSES, "0x74a1", "gfx942", "AMD Instinct MI300X", 192),
+    "mi355x-8gpu": (MI355X_BUSES, "0x75a3", "gfx950", "AMD Instinct MI355X", 288),
+}
+
+
+@pytest.mark.parametrize("fixture", sorted(PCI_EXPECTED))
+def test_without_the_driver_the_gpus_come_from_the_pci_bus(fixture, tmp_path):
+    buses, device_id, target, name, vram_gib = PCI_EXPECTED[fixture]
+    pci = build_pci_bus(fixture, tmp_path / "sys")
+    facts = amd_topology.collect_gpu_facts(str(tmp_path / "no-kfd"), str(tmp_path / "dev"), str(pci))
+    assert facts["source"] == "pci" and not facts["topology_present"] and not facts["kfd_present"]
+    assert facts["count"] == facts["pci_count"] == 8 == len(facts["gpus"])
+    assert facts["gfx_targets"] == [target] and facts["marketing_names"] == [name]
+    assert facts["unidentified_device_ids"] == []
+    assert [gpu["pci_bdf"] for gpu in facts["gpus"]] == [f"0000:{bus}:00.0" for bus in buses]
+    assert [gpu["numa_node"] for gpu in facts["gpus"]] == [0, 0, 0, 0, 1, 1, 1, 1]
+    assert {gpu["device_id"] for gpu in facts["gpus"]} == {device_id}
+    assert {gpu["vram_gib_spec"] for gpu in facts["gpus"]} == {vram_gib}
+    # Only the driver knows these: no guess.
+    assert facts["vram_bytes_min"] is None and facts["vram_bytes_total"] is None
+    assert {gpu["vram_bytes"] for gpu in facts["gpus"]} == {None}
+    assert {gpu["render_node"] for gpu in facts["gpus"]} == {None} and facts["render_nodes"] == []
+    assert facts["missing_render_nodes"] == [] and facts["cpu_node_count"] == 0
+
+
+def test_pci_record_of_an_mi300x(tmp_path):
+    pci = build_pci_bus("mi300x-8gpu", tmp_path / "sys")
+    first = amd_topology.collect_gpu_facts(str(tmp_path / "no-kfd"), str(tmp_path), str(pci))["gpus"][0]
+    assert first["vendor_id"] == "0x1002" and first["device_id"] == "0x74a1"
+    assert first["pci_class"] == "0x120000" and first["subsystem_device"] == "0x74a1" and first["revision"] == "0x00"
+    assert first["pci_bdf"] == "0000:0c:00.0" and first["location_id"] == 0x0C00 and first["domain"] == 0
+    assert first["driver"] is None and first["gfx_target"] == "gfx942"
+    assert first["node_id"] is None and first["gfx_target_version"] is None and first["compute_units"] is None
+
+
+def test_kfd_wins_and_takes_the_pci_details(tmp_path):
+    pci = build_pci_bus("mi300x-8gpu", tmp_path / "sys", driver_for_amd_gpus="amdgpu")
+    dev = make_dev(tmp_path / "dev", range(128, 136))
+    facts = amd_topology.collect_gpu_facts(str(FIXTURES / "mi300x-8gpu"), str(dev), str(pci))
+    assert facts["source"] == "kfd" and facts["count"] == facts["pci_count"] == 8
+    assert facts["vram_bytes_min"] == 196592 * 1024**2
+    assert [gpu["node_id"] for gpu in facts["gpus"]] == list(range(2, 10))
+    assert {gpu["driver"] for gpu in facts["gpus"]} == {"amdgpu"}
+    assert {gpu["pci_class"] for gpu in facts["gpus"]} == {"0x120000"}
+    assert {gpu["vram_gib_spec"] for gpu in facts["gpus"]} == {192}
+
+
+def test_a_gpu_the_driver_did_not_bring_up_shows_on_the_pci_bus_only(tmp_path):
+    pci = build_pci_bus("mi300x-8gpu", tmp_path / "sys", driver_for_amd_gpus="amdgpu")
+    facts = amd_topology.collect_gpu_facts(str(FIXTURES / "mi300x-7gpu"), str(tmp_path), str(pci))
+    assert facts["source"] == "kfd" and facts["count"] == 7 and facts["pci_count"] == 8
+    on_the_bus = {f"0000:{bus}:00.0" for bus in MI300X_BUSES}
+    assert on_the_bus - {gpu["pci_bdf"] for gpu in facts["gpus"]} == {"0000:5c:00.0"}
+
+
+def test_kfd_without_gpus_does_not_hide_the_pci_bus(tmp_path):
+    """A loaded driver that drives none of the GPUs (too old for them): the KFD topology has the CPU nodes only."""
+    pci = build_pci_bus("mi355x-8gpu", tmp_path / "sys")
+    dev = make_dev(tmp_path / "dev", [])
+    facts = amd_topology.collect_gpu_facts(str(FIXTURES / "cpu-only"), str(dev), str(pci))
+    assert facts["source"] == "pci" and facts["topology_present"] and facts["kfd_present"]
+    assert facts["count"] == 8 and facts["cpu_node_count"] == 2 and facts["gfx_targets"] == ["gfx950"]
+
+
+def test_the_pci_fallback_tells_gpus_from_everything_else(tmp_path):
+    pci = build_pci_bus("mixed-vendors", tmp_path / "sys")
+    facts = amd_topology.collect_gpu_facts(str(tmp_path / "no-kfd"), str(tmp_path), str(pci))
+    assert [gpu["pci_bdf"] for gpu in facts["gpus"]] == ["0000:43:00.0", "0000:85:00.0", "0000:c5:00.0"]
+    assert facts["count"] == facts["pci_count"] == 3
+    assert facts["gfx_targets"] == ["gfx942"]
+    assert facts["unidentified_device_ids"] == ["0x7448"]
+    assert facts["marketing_names"] == ["Unknown AMD GPU (device 0x7448)", "AMD Instinct MI300X"]
+    w7900, sriov_pf, mi300x = facts["gpus"]
+    assert w7900["gfx_target"] is None and w7900["vram_gib_spec"] is None and w7900["pci_class"] == "0x030000"
+    assert (sriov_pf["driver"], sriov_pf["numa_node"]) == ("gim", 1)
+    assert mi300x["driver"] is None
+
+
+def test_a_passed_through_vf_counts_in_a_guest(tmp_path):
+    """Inside a VM the VF has no physfn link: it is the guest's GPU."""
+    pci = build_pci_bus("mixed-vendors", tmp_path / "sys")
+    (tmp_path / "sys" / "devices" / "pci0000:00" / "0000:85:02.0" / "physfn").unlink()
+    gpus = amd_topology.collect_gpu_facts(str(tmp_path / "no-kfd"), str(tmp_path), str(pci))["gpus"]
+    vf = next(gpu for gpu in gpus if gpu["pci_bdf"] == "0000:85:02.0")
+    assert vf["marketing_name"] == "AMD Instinct MI300X VF" and vf["gfx_target"] == "gfx942"
+    assert vf["vram_gib_spec"] is None and vf["driver"] == "vfio-pci" and len(gpus) == 4
+
+
+def test_a_server_without_gpus(tmp_path):
+    pci = build_pci_bus("no-gpu", tmp_path / "sys")
+    facts = amd_topology.collect_gpu_facts(str(tmp_path / "no-kfd"), str(tmp_path), str(pci))
+    assert facts["source"] == "none" and facts["count"] == facts["pci_count"] == 0
+    assert facts["vram_bytes_min"] == 0 and facts["gfx_targets"] == [] and facts["unidentified_device_ids"] == []
+
+
+def test_unreadable_functions_and_foreign_entries_are_skipped(tmp_path):
+    pci = build_pci_bus("mi300x-8gpu", tmp_path / "sys")
+    (tmp_path / "sys" / "devices" / "pci0000:00" / "0000:22:00.0" / "class").unlink()
+    (pci / "not-a-pci-address").mkdir()
+    gpus = amd_topology.collect_gpu_facts(str(tmp_path / "no-kfd"), str(tmp_path), str(pci))["gpus"]
+    assert len(gpus) == 7 and "0000:22:00.0" not in {gpu["pci_bdf"] for gpu in gpus}
+
+
+def test_no_pci_bus_at_all(tmp_path):
+    facts = amd_topology.collect_gpu_facts(str(tmp_path / "no-kfd"), str(tmp_path), str(tmp_path / "no-sys"))
+    assert facts["source"] == "none" and facts["pci_count"] == 0
+
+
+def test_module_falls_back_to_the_pci_bus(run_module, tmp_path):
+    pci = build_pci_bus("mi355x-8gpu", tmp_path / "sys")
+    args = {"topology_root": str(tmp_path / "absent"), "dev_root": str(tmp_path / "dev"), "pci_root": str(pci)}
+    result = run_module(args)
+    facts = result["ansible_facts"]["amd_gpu"]
+    assert result["ansible_facts"]["amd_gpu_source"] == "pci" and result["changed"] is False
+    assert facts["count"] == 8 and facts["gfx_targets"] == ["gfx950"] and facts["vram_bytes_min"] is None
+    assert facts == json.loads(json.dumps(facts)), "facts must be plain JSON types"
+    assert run_module({**args, "_ansible_check_mode": True})["ansible_facts"] == result["ansible_facts"]
+
+
+def _documented(spec):
+    return set(spec.get("contains", {}))
+
+
+def test_return_documents_every_key_of_both_sources(tmp_path):
+    """RETURN must stay complete: every fact and GPU field the module returns is documented, and nothing more."""
+    module = load_module()
+    facts_spec = yaml.safe_load(module.RETURN)["ansible_facts"]
+    gpu_spec = facts_spec["contains"]["amd_gpu"]["contains"]["gpus"]
+    pci = build_pci_bus("mi300x-8gpu", tmp_path / "sys", driver_for_amd_gpus="amdgpu")
+    from_kfd = amd_topology.collect_gpu_facts(str(FIXTURES / "mi300x-8gpu"), str(tmp_path), str(pci))
+    from_pci = amd_topology.collect_gpu_facts(str(tmp_path / "no-kfd"), str(tmp_path), str(pci))
+    assert _documented(facts_spec) == {"amd_gpu", "amd_gpu_source"}
+    for facts in (from_kfd, from_pci):
+        assert set(facts) == _documented(facts_spec["contains"]["amd_gpu"])
+        assert set(facts["gpus"][0]) == _documented(gpu_spec)
+
+
+def test_documented_options_match_the_defaults():
+    options = yaml.safe_load(load_module().DOCUMENTATION)["options"]
+    assert {name: option["default"] for name, option in options.items()} == {
+        "topology_root": amd_topology.DEFAULT_TOPOLOGY_ROOT, "dev_root": amd_topology.DEFAULT_DEV_ROOT,
+        "pci_root": amd_topology.DEFAULT_PCI_ROOT}
