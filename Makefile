@@ -4,11 +4,13 @@ VENV ?= .venv
 PYTHON ?= python3
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
-# Every molecule scenario, in the order make test runs them.
-SCENARIOS ?= default
+# The molecule scenarios make test runs: one node end to end with idempotence, bad inputs, faults and secrets
+# (it also writes docs/reliability.md), then the fleet's rolling updates. `default` (the node end to end and its
+# checks, without the reliability suite) is the quick one for development: `molecule test`.
+SCENARIOS ?= reliability fleet
 PLAYBOOKS := site.yml $(wildcard playbooks/*.yml)
 
-.PHONY: help sandbox sandbox-down deploy test lint unit molecule host venv clean
+.PHONY: help sandbox sandbox-down deploy test test-faults lint unit molecule host venv clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -25,7 +27,8 @@ deploy: venv ## Run site.yml against the production inventory (INVENTORY=invento
 
 test: lint unit molecule ## The whole test suite (what CI runs)
 
-lint: venv ## yamllint, ansible-lint (production profile), syntax check
+lint: venv ## secret scan, yamllint, ansible-lint (production profile), syntax check
+	python3 scripts/check_secrets.py
 	yamllint --strict .
 	ansible-lint --profile production
 	for playbook in $(PLAYBOOKS); do ansible-playbook --syntax-check -i inventories/sandbox $$playbook || exit 1; done
@@ -34,7 +37,13 @@ unit: venv ## pytest: plugins, stand-ins, rendered templates
 	pytest
 
 molecule: host venv ## Every molecule scenario, full sequence
-	for scenario in $(SCENARIOS); do molecule test -s $$scenario || exit 1; done
+	for scenario in $(SCENARIOS); do \
+	  molecule test -s $$scenario || exit 1; \
+	  if [ $$scenario = reliability ]; then python3 scripts/reliability_report.py || exit 1; fi; \
+	done
+
+test-faults: ## Bad inputs, faults and secrets on a simulated node; writes docs/reliability.md
+	$(MAKE) molecule SCENARIOS=reliability
 
 host: ## Install the Debian packages the lab needs and start the Docker engine
 	scripts/setup-dev-host.sh

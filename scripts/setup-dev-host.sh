@@ -3,7 +3,8 @@
 # running Docker engine. Safe to re-run; it changes nothing when all is in place. Needs root (or sudo).
 set -euo pipefail
 
-readonly PACKAGES=(docker.io debootstrap python3-venv gnupg reprepro dpkg-dev docker-registry haproxy)
+# haproxy, socat and prometheus (promtool) validate and exercise the loadbalancer and prometheus roles' configs.
+readonly PACKAGES=(docker.io debootstrap python3-venv gnupg reprepro dpkg-dev docker-registry haproxy socat prometheus)
 
 as_root() { if [[ ${EUID} -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
 
@@ -14,11 +15,18 @@ done
 if ((${#missing[@]})); then
   echo "installing: ${missing[*]}"
   as_root apt-get update -qq
+  # Without systemd, keep the packages' init scripts from starting their daemons (policy-rc.d says no).
+  if [[ ! -d /run/systemd/system && ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\nexit 101\n' | as_root tee /usr/sbin/policy-rc.d >/dev/null
+    as_root chmod 0755 /usr/sbin/policy-rc.d
+    trap 'as_root rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# Debian's docker-registry and haproxy start services of their own; the lab runs its own copies in containers.
-for service in docker-registry haproxy; do
+# Debian's docker-registry, haproxy and prometheus start services of their own; the lab runs its own copies in
+# containers, and the tests run these binaries directly.
+for service in docker-registry haproxy prometheus; do
   if [[ -d /run/systemd/system ]]; then as_root systemctl disable --now "${service}" >/dev/null 2>&1 || true; fi
 done
 

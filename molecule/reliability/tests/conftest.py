@@ -28,7 +28,6 @@ REPORT_DIR = REPO / "reports" / "reliability"
 # systemd's state, the service's kernel caches, and Ansible's own temporary files.
 VOLATILE_PATHS = ("/proc", "/sys", "/dev", "/run", "/tmp", "/var/tmp", "/var/log", "/var/cache", "/var/lib/docker",
                   "/var/lib/systemd", "/var/lib/vllm/cache", "/root/.ansible", "/root/.ansible_async", "/root/.cache")
-CHANGE_MARK = "/run/reliability-change-mark"
 
 
 @dataclass
@@ -94,24 +93,22 @@ def wait_healthy(timeout: float = 180) -> float:
 class ChangeWatch:
     """Which files on the node changed between start() and changes(), outside VOLATILE_PATHS."""
 
+    def __init__(self, name: str = "test") -> None:
+        self.mark = f"/run/reliability-change-mark-{name}"
+
     def start(self) -> None:
-        node_sh(f"touch {CHANGE_MARK}")
+        node_sh(f"touch {self.mark}")
         self.before = service_state()
         time.sleep(1)  # mtimes have one-second granularity on some file systems
 
     def changes(self) -> list[str]:
         prune = " -o ".join(f"-path {path}" for path in VOLATILE_PATHS)
-        found = node_sh(f"find / \\( {prune} \\) -prune -o -newer {CHANGE_MARK} -print", check=False)
+        found = node_sh(f"find / \\( {prune} \\) -prune -o -newer {self.mark} -print", check=False)
         return sorted(line for line in found.splitlines() if line and line != "/")
 
     def service_untouched(self) -> bool:
         after = service_state()
         return after["InvocationID"] == self.before["InvocationID"] and after["container"] == self.before["container"]
-
-
-@pytest.fixture
-def change_watch():
-    return ChangeWatch()
 
 
 # --- the results table ----------------------------------------------------------------------------------------
