@@ -27,6 +27,16 @@ class RoleRenderer:
     def var(self, name: str):
         return self.templar.template(trust_as_template("{{ " + name + " }}"))
 
+    def render(self, text: str, task_vars: dict | None = None):
+        """Templates a string as a task's argument would be, with that task's `vars:` (both read from a tasks file,
+        so trusted as templates)."""
+        templar = self.templar
+        if task_vars:
+            trusted = {name: trust_as_template(value) if isinstance(value, str) else value
+                       for name, value in task_vars.items()}
+            templar = templar.copy_with_new_env(available_variables={**templar.available_variables, **trusted})
+        return templar.template(trust_as_template(text))
+
     def template(self, name: str) -> str:
         source = (self.role_dir / "templates" / name).read_text()
         return self.templar.template(trust_as_template(source))
