@@ -1,0 +1,178 @@
+"""Fleet: rolling updates through the load balancer, under continuous client load.
+
+Clients send chat completions, streaming and not, through the load balancer in a bounded loop for the whole
+rollout; every answer must be complete (HTTP 200, and for a stream every chunk up to `data: [DONE]`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import threading
+import time
+import uuid
+
+import pytest
+import requests
+import yaml
+
+REPO = pathlib.Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", pathlib.Path(__file__).resolve().parents[3]))
+EPHEMERAL = pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
+NODES = ("fleet-gpu-node1", "fleet-gpu-node2")
+BALANCER = "fleet-lb1"
+REGISTRY = "127.0.0.1:15000/vllm/vllm-openai-rocm"
+LOG_DIR = REPO / "reports" / "fleet"
+
+
+def address(container: str) -> str:
+    return subprocess.run(["docker", "inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+                           container], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def node_sh(node: str, script: str) -> str:
+    return subprocess.run(["docker", "exec", node, "bash", "-c", script], check=True, capture_output=True,
+                          text=True, timeout=60).stdout
+
+
+def running_image(node: str) -> str:
+    return node_sh(node, "docker inspect --format '{{.Config.Image}}' vllm").strip()
+
+
+def invocation(node: str) -> str:
+    return node_sh(node, "systemctl show vllm -p InvocationID --value").strip()
+
+
+def servers_up() -> list[str]:
+    """The backend servers HAProxy's runtime API reports UP (`show stat` through the admin socket)."""
+    script = ("import socket; s = socket.socket(socket.AF_UNIX); s.connect('/run/haproxy/admin.sock'); "
+              "s.sendall(b'show stat\\n'); print(b''.join(iter(lambda: s.recv(65536), b'')).decode())")
+    stats = node_sh(BALANCER, f'python3 -c "{script}"')
+    return sorted(line.split(",")[1] for line in stats.splitlines() if line.startswith("vllm,") and ",UP," in line)
+
+
+def digest_of(tag: str) -> str:
+    inspect = subprocess.run(["docker", "image", "inspect", f"{REGISTRY}:{tag}"], check=True, capture_output=True,
+                             text=True).stdout
+    return json.loads(inspect)[0]["RepoDigests"][0].split("@")[1]
+
+
+def rolling_update(extra_vars: dict, log_name: str) -> subprocess.CompletedProcess:
+    vars_file = EPHEMERAL / f"extra-vars-{uuid.uuid4().hex}.yml"
+    vars_file.touch(mode=0o600)
+    vars_file.write_text(yaml.safe_dump(extra_vars))
+    completed = subprocess.run(
+        ["ansible-playbook", str(REPO / "playbooks/rolling_update.yml"), "-i", str(EPHEMERAL / "inventory"),
+         "-e", f"@{vars_file}"], cwd=REPO, capture_output=True, text=True, timeout=1800,
+        env={**os.environ, "ANSIBLE_NOCOLOR": "1"})
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    (LOG_DIR / f"{log_name}.log").write_text(completed.stdout + completed.stderr)
+    return completed
+
+
+class ClientLoad:
+    """`workers` clients in a loop through the load balancer until stopped (at most `limit` requests each)."""
+
+    def __init__(self, url: str, api_key: str, workers: int = 4, limit: int = 5000) -> None:
+        self.url, self.headers = url, {"Authorization": f"Bearer {api_key}"}
+        self.limit, self.stop_event = limit, threading.Event()
+        self.results: list[tuple[bool, bool, str]] = []  # (streamed, ok, detail)
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._loop, args=(index,), daemon=True) for index in range(workers)]
+
+    def __enter__(self):
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.stop_event.set()
+        for thread in self.threads:
+            thread.join(timeout=120)
+
+    def _loop(self, index: int) -> None:
+        session = requests.Session()
+        for number in range(self.limit):
+            if self.stop_event.is_set():
+                return
+            streamed = (index + number) % 2 == 0
+            ok, detail = self._one(session, streamed)
+            with self.lock:
+                self.results.append((streamed, ok, detail))
+
+    def _one(self, session: requests.Session, streamed: bool) -> tuple[bool, str]:
+        body = {"model": "deepseek-ai/DeepSeek-V3.2", "max_tokens": 64, "stream": streamed,
+                "messages": [{"role": "user", "content": "Hello, who are you?"}]}
+        try:
+            with session.post(f"{self.url}/v1/chat/completions", json=body, headers=self.headers, timeout=120,
+                              stream=streamed) as response:
+                if response.status_code != 200:
+                    return False, f"HTTP {response.status_code}: {response.text[:200]}"
+                if not streamed:
+                    return bool(response.json()["choices"][0]["message"]["content"]), "non-stream"
+                lines = [line for line in response.iter_lines(decode_unicode=True) if line]
+                if not lines or lines[-1] != "data: [DONE]":
+                    return False, f"stream ended without [DONE] after {len(lines)} lines"
+                if any('"error"' in line for line in lines):
+                    return False, "error event in the stream"
+                return True, "stream"
+        except (requests.RequestException, ValueError, KeyError) as error:
+            return False, f"{type(error).__name__}: {error}"
+
+    def summary(self) -> dict:
+        failures = [detail for _, ok, detail in self.results if not ok]
+        return {"requests": len(self.results), "streamed": sum(1 for streamed, _, _ in self.results if streamed),
+                "failures": failures}
+
+
+@pytest.fixture(scope="module")
+def api_key() -> str:
+    return (EPHEMERAL / "api_key").read_text().split()[0]
+
+
+@pytest.fixture(scope="module")
+def balancer_url() -> str:
+    return f"http://{address(BALANCER)}:8000"
+
+
+def test_the_balancer_serves_from_both_nodes(balancer_url, api_key):
+    answers = [requests.get(f"{balancer_url}/v1/models", headers={"Authorization": f"Bearer {api_key}"}, timeout=10)
+               for _ in range(4)]
+    assert all(answer.status_code == 200 for answer in answers)
+    assert requests.get(f"{balancer_url}/v1/models", timeout=10).status_code == 401
+    assert servers_up() == sorted(NODES)
+
+
+def test_a_rolling_update_reaches_every_node_without_a_failed_request(balancer_url, api_key):
+    before = {node: running_image(node) for node in NODES}
+    with ClientLoad(balancer_url, api_key) as load:
+        time.sleep(3)
+        run = rolling_update({"vllm_image_tag": "v0.33.1", "vllm_image_digest": digest_of("v0.33.1")},
+                             "rolling-update")
+        time.sleep(3)
+    summary = load.summary()
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert summary["requests"] > 20 and summary["streamed"] > 10, summary
+    assert summary["failures"] == [], summary["failures"][:10]
+    after = {node: running_image(node) for node in NODES}
+    assert all(image.endswith(":v0.33.1") for image in after.values()), (before, after)
+
+
+def test_a_broken_version_stops_at_the_canary_and_the_fleet_keeps_serving(balancer_url, api_key):
+    images = {node: running_image(node) for node in NODES}
+    second_node_start = invocation(NODES[1])
+    with ClientLoad(balancer_url, api_key) as load:
+        time.sleep(3)
+        # Starts and answers /health, but a 128-token context cannot hold the smoke test's requests.
+        run = rolling_update({"vllm_image_tag": "v0.33.1", "vllm_image_digest": digest_of("v0.33.1"),
+                              "vllm_service_extra_args": ["--max-model-len", "128"]}, "rolling-update-broken")
+        time.sleep(3)
+    summary = load.summary()
+    assert run.returncode != 0
+    assert f"The rollout stopped at {NODES[0]}" in run.stdout
+    assert summary["failures"] == [], summary["failures"][:10]
+    assert {node: running_image(node) for node in NODES} == images
+    assert "--max-model-len" not in node_sh(NODES[0], "cat /etc/systemd/system/vllm.service")
+    assert invocation(NODES[1]) == second_node_start, "the rollout touched the second node"
+    assert servers_up() == sorted(NODES)
