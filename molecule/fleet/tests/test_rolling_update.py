@@ -126,6 +126,16 @@ class ClientLoad:
                 "failures": failures}
 
 
+def test_the_weights_crossed_the_internet_once():
+    """Fleet mode (model_weights_source: seed): the hub served every file once, for both nodes."""
+    stats = requests.get("http://172.30.99.12:8080/_sim/stats", timeout=10).json()["files"]
+    completed = {path: item["bodies_completed"] for path, item in stats.items() if item["bodies_completed"]}
+    assert len(completed) > 160 and set(completed.values()) == {1}, completed
+    snapshots = [node_sh(node, "cd /srv/huggingface/hub/models--deepseek-ai--DeepSeek-V3.2/snapshots/* && "
+                               "find . -type l | sort | xargs sha256sum") for node in NODES]
+    assert snapshots[0] == snapshots[1] and snapshots[0].count("\n") > 160
+
+
 @pytest.fixture(scope="module")
 def api_key() -> str:
     return (EPHEMERAL / "api_key").read_text().split()[0]
