@@ -41,6 +41,21 @@ def startup_phase(lines, previous: str = "container starting") -> str:
     return phase
 
 
+# An exception line as Python prints it: "torch.OutOfMemoryError: HIP out of memory...", "RuntimeError: ...".
+_EXCEPTION_LINE = re.compile(r"^(?:[\w.]+\.)?[A-Z]\w*(?:Error|Exception)\b(?::|$)")
+
+
+def error_lines(lines, limit: int = 6) -> list[str]:
+    """The exception lines of a failed start, first seen first, without repeats: the root cause is usually the
+    first (a worker's), the last one only says that the engine failed."""
+    found = []
+    for line in lines:
+        text = line.strip()
+        if _EXCEPTION_LINE.match(text) and text not in found:
+            found.append(text)
+    return found[:limit]
+
+
 def parse_systemctl_show(text: str) -> dict:
     """`systemctl show -p A -p B unit` output (A=x lines) as a dict."""
     properties = {}

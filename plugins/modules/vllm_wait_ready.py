@@ -87,8 +87,14 @@ phase:
   type: str
   returned: always
   sample: "API server up, waiting for /health"
+errors:
+  description: The exception lines of the failed start's log, first seen first (the root cause usually first).
+  type: list
+  elements: str
+  returned: failure
+  sample: ["torch.OutOfMemoryError: HIP out of memory. Tried to allocate 7.00 GiB."]
 journal:
-  description: The last O(journal_lines) lines of this start's journal.
+  description: The last O(journal_lines) lines of the unit's journal.
   type: str
   returned: failure
 """
@@ -100,7 +106,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.urls import open_url
-from ansible.module_utils.vllm_startup import crash_reason, parse_systemctl_show, startup_phase
+from ansible.module_utils.vllm_startup import crash_reason, error_lines, parse_systemctl_show, startup_phase
 
 _UNIT_PROPERTIES = ("ActiveState", "SubState", "Result", "NRestarts", "ExecMainStatus", "InvocationID")
 
@@ -118,6 +124,8 @@ class StartupFollower:
         self.params = module.params
         self.cursor = None
         self.phase = "container starting"
+        self.invocation = None
+        self.lines: list[str] = []  # this start's journal, for the errors of a failed start
 
     def unit_state(self) -> dict:
         argv = ["systemctl", "show", self.params["unit"]] + [f"--property={name}" for name in _UNIT_PROPERTIES]
@@ -136,6 +144,7 @@ class StartupFollower:
         lines = out.splitlines()
         if lines and lines[-1].startswith("-- cursor: "):
             self.cursor = lines.pop()[len("-- cursor: "):]
+        self.lines = (self.lines + lines)[-5000:]
         return lines
 
     def journal_tail(self) -> str:
@@ -164,14 +173,22 @@ class StartupFollower:
 
     def fail(self, reason: str) -> None:
         unit, journal = self.params["unit"], self.journal_tail()
+        if self.invocation:
+            self.read_new_journal(self.invocation)
+        errors = error_lines(self.lines)
         self.write_progress(f"failed: {reason}")
-        self.module.fail_json(msg=f"{unit} did not come up: {reason}. Last lines of `journalctl -u {unit}`:\n{journal}",
-                              phase=self.phase, journal=journal)
+        summary = f"Errors in its log: {' | '.join(errors)}. " if errors else ""
+        self.module.fail_json(
+            msg=f"{unit} did not come up ({self.phase}): {reason}. {summary}Last lines of `journalctl -u {unit}`:\n"
+                f"{journal}",
+            phase=self.phase, errors=errors, journal=journal)
 
     def run(self) -> None:
         started = time.monotonic()
         deadline = started + self.params["timeout"]
         baseline = self.unit_state()
+        # Follow the start that was under way when the wait began; a restart after a crash is another one.
+        self.invocation = baseline.get("InvocationID") or None
         while True:
             if self.healthy():
                 elapsed = time.monotonic() - started
@@ -181,8 +198,8 @@ class StartupFollower:
             reason = crash_reason(baseline, current)
             if reason:
                 self.fail(reason)
-            if current.get("InvocationID"):
-                self.phase = startup_phase(self.read_new_journal(current["InvocationID"]), self.phase)
+            if self.invocation:
+                self.phase = startup_phase(self.read_new_journal(self.invocation), self.phase)
             elapsed = time.monotonic() - started
             self.write_progress(f"{self.params['unit']}: {self.phase}, {_duration(elapsed)} since the wait began")
             if time.monotonic() >= deadline:

@@ -69,6 +69,18 @@ def test_crash_reasons(current, expected):
     assert (reason is None) if expected is None else (expected in reason)
 
 
+def test_the_root_cause_comes_first_among_the_error_lines():
+    log = ["(Worker_TP0 pid=210) ERROR 11-29 04:09:40 [gpu_worker.py:1] Traceback (most recent call last):",
+           "torch.OutOfMemoryError: HIP out of memory. Tried to allocate 7.00 GiB.",
+           "  File \"/usr/local/lib/python3.12/dist-packages/vllm/v1/engine/utils.py\", line 1473",
+           "RuntimeError: Engine core initialization failed. See root cause above.",
+           "RuntimeError: Engine core initialization failed. See root cause above.",
+           "vllm.service: Failed with result 'exit-code'.", "Error: No such container: vllm"]
+    assert vllm_startup.error_lines(log) == [
+        "torch.OutOfMemoryError: HIP out of memory. Tried to allocate 7.00 GiB.",
+        "RuntimeError: Engine core initialization failed. See root cause above."]
+
+
 def test_systemctl_show_output_is_parsed():
     assert vllm_startup.parse_systemctl_show("ActiveState=active\nNRestarts=2\nInvocationID=ab=c\n") == {
         "ActiveState": "active", "NRestarts": "2", "InvocationID": "ab=c"}
@@ -167,7 +179,8 @@ def test_a_crash_during_start_up_fails_at_once_with_the_journal(node):
     failed, result = run_module(url=node.url, timeout=30)
     assert failed
     assert "exited (status 1) and systemd restarted it" in result["msg"]
-    assert "RuntimeError: Device string must not be empty" in result["msg"]
+    assert "Errors in its log: RuntimeError: Device string must not be empty." in result["msg"]
+    assert result["errors"] == ["RuntimeError: Device string must not be empty"]
 
 
 def test_the_timeout_names_the_last_phase(node, tmp_path):
