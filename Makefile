@@ -10,7 +10,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 SCENARIOS ?= reliability fleet
 PLAYBOOKS := site.yml $(wildcard playbooks/*.yml)
 
-.PHONY: help sandbox sandbox-down deploy test test-faults lint unit molecule host venv clean
+.PHONY: help sandbox sandbox-down deploy benchmark test test-faults lint unit molecule host venv clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -24,6 +24,9 @@ sandbox-down: venv ## Remove the sandbox's simulated nodes
 
 deploy: venv ## Run site.yml against the production inventory (INVENTORY=inventories/prod)
 	ansible-playbook site.yml -i $(or $(INVENTORY),inventories/prod) $(ARGS)
+
+benchmark: venv ## Concurrency sweep against INVENTORY's load balancer or first node (docs/benchmarking.md)
+	ansible-playbook playbooks/benchmark.yml -i $(or $(INVENTORY),inventories/prod) $(ARGS)
 
 test: lint unit molecule ## The whole test suite (what CI runs)
 

