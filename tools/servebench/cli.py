@@ -1,0 +1,240 @@
+"""Command line: a sweep of load levels, N runs each, progress on stderr, reports in an output directory.
+
+    PYTHONPATH=tools python3 -m servebench --url http://node:8000 --model deepseek-ai/DeepSeek-V3.2
+
+Writes `report.md` (the vendor guide's table and the details), `summary.json` (every figure per run and per
+level), `requests.json` (one raw record per request) and `chart.png`. Ctrl-C stops at once: in-flight requests
+are cancelled, the interrupted run is kept in the raw records but left out of the figures, and the reports are
+written; a second Ctrl-C aborts without reports. Exit status: 0, 2 when the probe request fails, 130 when
+interrupted.
+"""
+
+import argparse
+import asyncio
+import datetime
+import json
+import math
+import os
+import signal
+import sys
+from pathlib import Path
+
+from .chart import draw
+from .client import RequestRecord, Target, now
+from .load import Control, RunPlan
+from .metrics import run_metrics
+from .report import RequestLog, markdown, request_row, summarize_level, summarize_sweep, write_json
+from .runner import Settings, event_loop_factory, execute_run
+
+DEFAULT_CONCURRENCY = "10,50,100,200,500,1000"
+
+
+def _levels(text: str) -> list[float]:
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
+    if not values or any(value <= 0 for value in values):
+        raise argparse.ArgumentTypeError("levels must be positive")
+    return values
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="servebench", description="Concurrency (or request-rate) sweep against an OpenAI-compatible "
+        "streaming chat endpoint, with vllm bench serve's metric definitions. See docs/benchmarking.md.")
+    parser.add_argument("--url", required=True, help="base URL of the server or load balancer, "
+                        "e.g. http://node01:8000 (no credentials in it)")
+    parser.add_argument("--model", required=True, help="served model name sent in each request")
+    parser.add_argument("--endpoint", default="/v1/chat/completions", help="path appended to the URL")
+    shape = parser.add_mutually_exclusive_group()
+    shape.add_argument("--concurrency", type=_levels, help=f"closed-loop levels (default {DEFAULT_CONCURRENCY})")
+    shape.add_argument("--request-rate", type=_levels, help="open-loop levels in requests/s, Poisson arrivals")
+    parser.add_argument("--runs", type=int, default=5, help="runs per level (default 5)")
+    parser.add_argument("--waves", type=float, default=10, help="closed loop: measured requests per run = "
+                        "waves x concurrency (default 10)")
+    parser.add_argument("--warmup-waves", type=float, default=2, help="closed loop: warm-up requests per run = "
+                        "warmup-waves x concurrency (default 2)")
+    parser.add_argument("--duration", type=float, default=60, help="open loop: seconds of measured arrivals per "
+                        "run (default 60)")
+    parser.add_argument("--warmup-seconds", type=float, default=10, help="open loop: seconds of warm-up arrivals "
+                        "per run (default 10)")
+    parser.add_argument("--spawn-rate", type=float, default=0, help="closed loop: start the workers at this many "
+                        "per second; requests sent before the last one started are warm-up (default 0: all at "
+                        "once, as vllm bench serve)")
+    parser.add_argument("--max-tokens", type=int, default=1024, help="output tokens per request, sent with "
+                        "ignore_eos (default 1024)")
+    parser.add_argument("--prompt-tokens", type=int, default=256, help="approximate prompt length (default 256)")
+    parser.add_argument("--extra-body", type=json.loads, default={}, help="JSON object merged into each request")
+    parser.add_argument("--seed", type=int, default=0, help="base of the per-run prompt seeds (default 0)")
+    parser.add_argument("--processes", type=int, default=1, help="worker processes sharing each run (default 1)")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds one request may take (default 1800)")
+    parser.add_argument("--saturation-threshold", type=float, default=0.05, help="saturation rule: the lowest "
+                        "level no later level beats by this fraction (default 0.05)")
+    parser.add_argument("--api-key-env", default="VLLM_API_KEY", help="environment variable holding the API key "
+                        "(default VLLM_API_KEY); the key is never written to a report")
+    parser.add_argument("--output-dir", type=Path, help="where reports go (default reports/benchmark/<UTC time>)")
+    parser.add_argument("--save-token-times", action="store_true", help="add every output chunk's arrival time "
+                        "to requests.json (large)")
+    parser.add_argument("--no-probe", action="store_true", help="skip the single request sent before the sweep")
+    parser.add_argument("--no-chart", action="store_true", help="do not draw chart.png")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    return parser
+
+
+class ProgressLine:
+    """One status line on stderr, rewritten in place on a terminal, every 10 s otherwise."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet, self.tty = quiet, sys.stderr.isatty()
+        self.label, self.total = "", 0
+        self.last_chunks, self.last_time, self.last_print = 0, now(), 0.0
+
+    def start(self, label: str, total: int) -> None:
+        self.label, self.total = label, total
+        self.last_chunks, self.last_time = 0, now()
+
+    def tick(self, progress) -> None:
+        moment = now()
+        rate = (progress.token_chunks - self.last_chunks) / max(moment - self.last_time, 1e-9)
+        self.last_chunks, self.last_time = progress.token_chunks, moment
+        if self.quiet or (not self.tty and moment - self.last_print < 10):
+            return
+        self.last_print = moment
+        total = f"/{self.total}" if self.total else ""
+        text = (f"{self.label}: measured {progress.measured_done}{total} done, {progress.started} started, "
+                f"{rate:,.0f} chunks/s, {progress.errors} errors")
+        print(f"\r{text:<110}" if self.tty else text, end="" if self.tty else "\n", file=sys.stderr, flush=True)
+
+    def done(self, text: str) -> None:
+        if not self.quiet:
+            print(f"\r{text:<110}" if self.tty else text, file=sys.stderr, flush=True)
+
+
+async def probe(settings: Settings) -> str:
+    """One short request before the sweep: the URL, key, model name and streaming shape work, or why not."""
+    client = settings.client(run_seed=0, run_tag="sbprobe")
+    client.factory.max_tokens = min(settings.max_tokens, 8)
+    record = RequestRecord(0, "probe", now())
+    await client.send(record, None)
+    client.close_all()
+    if not record.ok:
+        raise RuntimeError(f"{record.error_kind}: {record.error}")
+    source = "usage" if record.output_tokens is not None else "chunk count (no usage chunk!)"
+    return (f"probe ok: TTFT {(record.token_times[0] - record.sent) * 1000:.1f} ms, {record.tokens} tokens "
+            f"counted from {source}")
+
+
+def plan_for(args, level: float, run: int, seed: int) -> RunPlan:
+    if args.request_rate:
+        return RunPlan(mode="rate", level=level, run=run, seed=seed, start_at=0.0, rate=level,
+                       warmup_seconds=args.warmup_seconds, duration=args.duration)
+    concurrency = int(level)
+    return RunPlan(mode="concurrency", level=level, run=run, seed=seed, start_at=0.0, concurrency=concurrency,
+                   warmup_requests=math.ceil(args.warmup_waves * concurrency),
+                   measured_requests=max(1, math.ceil(args.waves * concurrency)), spawn_rate=args.spawn_rate)
+
+
+async def sweep(args, settings: Settings, control: Control, log: RequestLog, line: ProgressLine) -> list[dict]:
+    levels = args.request_rate or args.concurrency
+    open_loop = bool(args.request_rate)
+    summaries = []
+    for level_number, level in enumerate(levels):
+        runs = []
+        for run in range(args.runs):
+            if control.stopping:
+                break
+            seed = args.seed + level_number * 1000 + run
+            plan = plan_for(args, level, run, seed)
+            label = f"level {level:g} run {run + 1}/{args.runs}"
+            line.start(label, plan.measured_requests)
+            started = now()
+            deadline = args.timeout + (plan.warmup_seconds + plan.duration) * 2 + 60
+            records = await execute_run(plan, settings, control, args.processes, line.tick,
+                                        deadline_seconds=deadline)
+            metrics = run_metrics(records, open_loop=open_loop, max_tokens=args.max_tokens)
+            # clock_origin: the perf_counter (CLOCK_MONOTONIC) instant that requests.json's times count from.
+            runs.append({"run": run, "seed": seed, "clock_origin": started, "metrics": metrics})
+            log.add(request_row(record, level=level, run=run, open_loop=open_loop, max_tokens=args.max_tokens,
+                                run_start=started, token_times=args.save_token_times) for record in records)
+            line.done(f"{label}: {metrics.get('output_throughput', math.nan):,.0f} tok/s, TTFT mean "
+                      f"{metrics.get('ttft', {}).get('mean', math.nan) * 1000:,.1f} ms, p99 E2E "
+                      f"{metrics.get('e2e', {}).get('p99', math.nan):.2f} s, success "
+                      f"{metrics['success_rate'] * 100 if metrics['requests'] else math.nan:.1f}%"
+                      + (" (interrupted)" if metrics["interrupted"] else ""))
+        if runs:
+            summaries.append(summarize_level(level, "rate" if open_loop else "concurrency", runs))
+        if control.stopping:
+            break
+    return summaries
+
+
+async def run(args, settings: Settings, loop_name: str) -> int:
+    control = Control()
+    loop = asyncio.get_running_loop()
+
+    def interrupt() -> None:
+        print("\nservebench: stopping; in-flight requests are cancelled, reports follow (Ctrl-C again aborts)",
+              file=sys.stderr)
+        control.stop_event.set()
+        loop.remove_signal_handler(signal.SIGINT)
+
+    loop.add_signal_handler(signal.SIGINT, interrupt)
+    if not args.no_probe:
+        try:
+            print(f"servebench: {await probe(settings)}", file=sys.stderr)
+        except (RuntimeError, OSError, ValueError) as error:
+            print(f"servebench: the probe request to {settings.url} failed: {error}", file=sys.stderr)
+            return 2
+    output = args.output_dir or Path("reports/benchmark") / datetime.datetime.now(datetime.timezone.utc).strftime(
+        "%Y%m%dT%H%M%SZ")
+    output.mkdir(parents=True, exist_ok=True)
+    started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    line = ProgressLine(args.quiet)
+    with RequestLog(output / "requests.json") as log:
+        levels = await sweep(args, settings, control, log, line)
+    open_loop = bool(args.request_rate)
+    report = {
+        "tool": "servebench", "started": started,
+        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "interrupted": control.stopping,
+        "settings": {
+            "url": settings.url, "endpoint": settings.endpoint, "model": settings.model,
+            "mode": "rate" if open_loop else "concurrency",
+            "levels": args.request_rate or args.concurrency, "runs": args.runs,
+            "warmup": f"{args.warmup_seconds:g} s" if open_loop else f"{args.warmup_waves:g} x concurrency",
+            "measured": f"{args.duration:g} s of arrivals" if open_loop else f"{args.waves:g} x concurrency",
+            "max_tokens": args.max_tokens, "prompt_tokens": args.prompt_tokens, "seed": args.seed,
+            "spawn_rate": args.spawn_rate, "processes": args.processes, "event_loop": loop_name,
+            "timeout": args.timeout, "saturation_threshold": args.saturation_threshold,
+            "api_key": "set" if settings.api_key else "none"},
+        "levels": levels,
+        "sweep": summarize_sweep(levels, args.saturation_threshold),
+    }
+    write_json(output / "summary.json", report)
+    (output / "report.md").write_text(markdown(report))
+    chart_problem = None if args.no_chart else draw(report, output / "chart.png")
+    if chart_problem:
+        print(f"servebench: {chart_problem}", file=sys.stderr)
+    print(markdown(report).split("\n## Details")[0])
+    print(f"servebench: reports in {output}/ ({log.count} request records)", file=sys.stderr)
+    return 130 if control.stopping else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not args.request_rate and not args.concurrency:
+        args.concurrency = _levels(DEFAULT_CONCURRENCY)
+    if args.runs < 1 or args.processes < 1 or args.max_tokens < 1:
+        build_parser().error("--runs, --processes and --max-tokens must be at least 1")
+    try:
+        Target.from_url(args.url, args.endpoint)
+    except ValueError as error:
+        build_parser().error(str(error))
+    settings = Settings(url=args.url, model=args.model, max_tokens=args.max_tokens,
+                        prompt_tokens=args.prompt_tokens, timeout=args.timeout,
+                        api_key=os.environ.get(args.api_key_env, ""), endpoint=args.endpoint,
+                        extra_body=args.extra_body)
+    factory, loop_name = event_loop_factory()
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(run(args, settings, loop_name))
