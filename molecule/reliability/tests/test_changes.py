@@ -1,15 +1,15 @@
 """Changes: a change of the image, the flags or the model restarts the service through its handler; nothing else
 does.
 
-Each case runs the serve and smoke steps of site.yml (playbooks/serve.yml, playbooks/smoke.yml) against the serving
-node with one changed setting, and compares the unit's start (InvocationID) before and after.
+Each case runs the serve step of site.yml (playbooks/serve.yml) against the serving node with one changed setting
+and compares the unit's start (InvocationID) before and after; a restarted service is smoke-tested.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from conftest import run_playbook, service_state
+from lab import run_playbook, service_state
 
 CASES = [
     # (id, description, extra vars, restarts)
@@ -28,10 +28,11 @@ def test_only_a_change_of_what_the_server_runs_restarts_it(case_id, description,
     before = service_state()
     serve = run_playbook("playbooks/serve.yml", extra_vars, log_name=f"change-{case_id}")
     after = service_state()
-    smoke = run_playbook("playbooks/smoke.yml", extra_vars, log_name=f"change-{case_id}-smoke")
     restarted = after["InvocationID"] != before["InvocationID"]
-    record(done=f"serve.yml and smoke.yml with {extra_vars or 'the scenario settings'}",
-           observed=f"serve rc {serve.rc}; service {'restarted' if restarted else 'not restarted'}; smoke test "
-                    f"{'passed' if smoke.rc == 0 else 'FAILED'}")
-    assert serve.rc == 0 and smoke.rc == 0
+    # A restarted service must serve again; one that was not restarted kept serving all along.
+    smoke = run_playbook("playbooks/smoke.yml", extra_vars, log_name=f"change-{case_id}-smoke") if restarted else None
+    record(done=f"serve.yml{' and smoke.yml' if smoke else ''} with {extra_vars}",
+           observed=f"serve rc {serve.rc}; service {'restarted' if restarted else 'not restarted'}"
+                    f"{'; smoke test ' + ('passed' if smoke.rc == 0 else 'FAILED') if smoke else ''}")
+    assert serve.rc == 0 and (smoke is None or smoke.rc == 0)
     assert restarted == restarts
