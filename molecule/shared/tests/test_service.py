@@ -64,7 +64,9 @@ def test_api_key_only_in_the_root_only_env_file(host):
     assert key in host.file("/etc/vllm/vllm.env").content_string
     # The node's connection is root already; sudo would write this command line, key included, to the journal.
     holders = host.run(f"grep -rl -F {key} /etc /srv /var/lib/vllm /opt /root")
-    assert holders.stdout.split() == ["/etc/vllm/vllm.env"]
+    # The environment file, and its copy kept with the last configuration that passed the smoke test.
+    assert sorted(holders.stdout.split()) == ["/etc/vllm/last-good/vllm.env", "/etc/vllm/vllm.env"]
+    assert host.file("/etc/vllm/last-good/vllm.env").mode == 0o600
     assert key not in host.file("/etc/systemd/system/vllm.service").content_string
     command_lines = host.check_output("cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' '")
     assert key not in command_lines
