@@ -170,7 +170,9 @@ def test_refused_before_any_change(case, outcomes, record):
     outcome = outcomes[case.id]
     run = outcome.run
     message = next((line.strip() for line in run.output.splitlines() if case.expected[0] in line), "")
-    record(done=f"site.yml with {case.extra_vars or case.condition}",
+    shown = {name: "<hidden>" if "token" in name or "key" in name else value
+             for name, value in case.extra_vars.items()}
+    record(done=f"site.yml with {shown or case.condition}",
            observed=f"failed in {run.seconds:.0f} s: {message[:240]}; files changed on the node: "
                     f"{len(outcome.changed)}")
     assert run.rc != 0, "site.yml accepted the invalid configuration"
