@@ -25,11 +25,10 @@ import time
 from unittest import mock
 
 import ansible.module_utils
+import module_runner
 import pytest
 from hf_hub.hub_process import HubProcess
 import requests
-from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.testing import patch_module_args
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 REPO_ID = "deepseek-ai/DeepSeek-V3.2"
@@ -564,32 +563,9 @@ def test_not_enough_free_space_fails_before_downloading(hub, tmp_path, monkeypat
 # The module ---------------------------------------------------------------------------------------------------
 
 
-class ModuleExit(Exception):
-    def __init__(self, failed, result):
-        super().__init__(result.get("msg"))
-        self.failed, self.result = failed, result
-
-
 def run_module(check_mode=False, **args):
     """Run hf_model_snapshot.main() in this process; returns (failed, result)."""
-    module = _load_file("hf_model_snapshot_module", REPO / "plugins" / "modules" / "hf_model_snapshot.py")
-
-    def exit_json(self, **result):
-        raise ModuleExit(False, result)
-
-    def fail_json(self, msg, **result):
-        raise ModuleExit(True, {"msg": msg, **result})
-
-    if check_mode:
-        args["_ansible_check_mode"] = True
-    with (
-        patch_module_args(args),
-        mock.patch.object(AnsibleModule, "exit_json", exit_json),
-        mock.patch.object(AnsibleModule, "fail_json", fail_json),
-        pytest.raises(ModuleExit) as outcome,
-    ):
-        module.main()
-    return outcome.value.failed, outcome.value.result
+    return module_runner.run_module("hf_model_snapshot", args, check_mode)
 
 
 def module_args(hub: HubProcess, home: pathlib.Path, **overrides) -> dict:

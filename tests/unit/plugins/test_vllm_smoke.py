@@ -12,12 +12,10 @@ import subprocess
 import sys
 import threading
 import time
-from unittest import mock
 
 import ansible.module_utils
+import module_runner
 import pytest
-from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.testing import patch_module_args
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 FIXTURES = pathlib.Path(__file__).resolve().parent / "fixtures" / "vllm"
@@ -353,32 +351,9 @@ def fake_vllm():
         server.thread.join(5)
 
 
-class ModuleExit(Exception):
-    def __init__(self, failed, result):
-        super().__init__(result.get("msg"))
-        self.failed, self.result = failed, result
-
-
 def run_module(check_mode=False, **args):
     """Run vllm_smoke_test.main() in this process; returns (failed, result)."""
-    module = _load_file("vllm_smoke_test_module", REPO / "plugins" / "modules" / "vllm_smoke_test.py")
-
-    def exit_json(self, **result):
-        raise ModuleExit(False, result)
-
-    def fail_json(self, msg, **result):
-        raise ModuleExit(True, {"msg": msg, **result})
-
-    if check_mode:
-        args["_ansible_check_mode"] = True
-    with (
-        patch_module_args(args),
-        mock.patch.object(AnsibleModule, "exit_json", exit_json),
-        mock.patch.object(AnsibleModule, "fail_json", fail_json),
-        pytest.raises(ModuleExit) as outcome,
-    ):
-        module.main()
-    return outcome.value.failed, outcome.value.result
+    return module_runner.run_module("vllm_smoke_test", args, check_mode)
 
 
 def _by_name(result):

@@ -2,16 +2,13 @@
 to end against a real HTTP /health and scripted systemctl/journalctl on PATH."""
 
 import http.server
-import importlib.util
 import json
 import pathlib
 import threading
-from unittest import mock
 
 import ansible.module_utils
+import module_runner
 import pytest
-from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.testing import patch_module_args
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 if str(REPO / "plugins" / "module_utils") not in ansible.module_utils.__path__:
@@ -132,31 +129,8 @@ def node(tmp_path, monkeypatch):
     scripted.server.shutdown()
 
 
-class ModuleExit(Exception):
-    def __init__(self, failed, result):
-        super().__init__(result.get("msg"))
-        self.failed, self.result = failed, result
-
-
 def run_module(**args):
-    spec = importlib.util.spec_from_file_location("vllm_wait_ready", REPO / "plugins" / "modules" / "vllm_wait_ready.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-
-    def exit_json(self, **result):
-        raise ModuleExit(False, result)
-
-    def fail_json(self, msg, **result):
-        raise ModuleExit(True, {"msg": msg, **result})
-
-    with (
-        patch_module_args({"poll_interval": 0.05, **args}),
-        mock.patch.object(AnsibleModule, "exit_json", exit_json),
-        mock.patch.object(AnsibleModule, "fail_json", fail_json),
-        pytest.raises(ModuleExit) as outcome,
-    ):
-        module.main()
-    return outcome.value.failed, outcome.value.result
+    return module_runner.run_module("vllm_wait_ready", {"poll_interval": 0.05, **args})
 
 
 def test_waits_for_health_and_reports_the_phase(node, tmp_path):
