@@ -2,28 +2,17 @@
 documents, checked by systemd-analyze where it can run."""
 
 import pathlib
-import shlex
 import shutil
 import subprocess
 
 import pytest
+from systemd_unit import exec_start_argv
 
 FACTS = {"default_ipv4": {"address": "10.20.0.11"}}
 
 
 def _renderer(role_renderer, **overrides):
     return role_renderer("metrics_exporters", FACTS, overrides=overrides)
-
-
-def _exec_start(unit: str) -> list[str]:
-    lines = unit.splitlines()
-    start = next(index for index, line in enumerate(lines) if line.startswith("ExecStart="))
-    command = []
-    for line in lines[start:]:
-        command.append(line.removeprefix("ExecStart=").rstrip("\\").strip())
-        if not line.endswith("\\"):
-            break
-    return shlex.split(" ".join(command))
 
 
 def test_node_exporter_listens_on_the_nodes_address(role_renderer):
@@ -36,7 +25,7 @@ def test_node_exporter_listens_on_the_nodes_address(role_renderer):
 
 def test_amd_exporter_unit_runs_amds_documented_command(role_renderer):
     unit = _renderer(role_renderer).template("amd-device-metrics-exporter.service.j2")
-    assert _exec_start(unit) == [
+    assert exec_start_argv(unit) == [
         "/usr/bin/docker", "run", "--rm", "--name", "amd-device-metrics-exporter",
         "--privileged",
         "--device", "/dev/kfd", "--device", "/dev/dri",
@@ -54,7 +43,7 @@ def test_amd_exporter_address_port_and_image_are_settable(role_renderer):
                      metrics_exporters_amd_gpu_port=5050,
                      metrics_exporters_amd_gpu_image="registry.example:5000/rocm/device-metrics-exporter:v1.5.1",
                      ).template("amd-device-metrics-exporter.service.j2")
-    argv = _exec_start(unit)
+    argv = exec_start_argv(unit)
     assert argv[argv.index("--publish") + 1] == "127.0.0.1:5050:5000"
     assert argv[-1] == "registry.example:5000/rocm/device-metrics-exporter:v1.5.1"
 

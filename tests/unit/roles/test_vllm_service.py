@@ -1,11 +1,10 @@
 """The vllm_service unit carries the mandatory flags, and every forbidden setting is refused with its reason."""
 
 import importlib.util
-import shlex
+import pathlib
 
 import pytest
-
-import pathlib
+from systemd_unit import exec_start_argv
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 FACTS = {"default_ipv4": {"address": "10.20.0.11"}, "systemd": {"version": 252}}
@@ -26,14 +25,7 @@ def _filter():
 
 def _exec_start(role_renderer, facts=FACTS, **overrides):
     unit = role_renderer("vllm_service", facts, overrides={**BASE, **overrides}).template("vllm.service.j2")
-    lines = unit.splitlines()
-    start = next(index for index, line in enumerate(lines) if line.startswith("ExecStart="))
-    command = []
-    for line in lines[start:]:
-        command.append(line.removeprefix("ExecStart=").rstrip("\\").strip())
-        if not line.endswith("\\"):
-            break
-    return unit, shlex.split(" ".join(command))
+    return unit, exec_start_argv(unit)
 
 
 def _flag(argv, name):
