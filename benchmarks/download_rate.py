@@ -19,10 +19,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import pathlib
-import select
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -32,33 +29,12 @@ import urllib.request
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins" / "module_utils"))
+sys.path.insert(0, str(ROOT / "tests" / "sim"))
 import hf_weights  # noqa: E402
+from hf_hub.hub_process import HubProcess  # noqa: E402
 
 REPO_ID = "deepseek-ai/DeepSeek-V3.2"
 COPY_CHUNK = 8 * 1024 * 1024
-
-
-def start_stand_in(shard_bytes: int, throttle_bps: int | None, log) -> tuple[subprocess.Popen, str]:
-    command = [sys.executable, str(ROOT / "tests" / "sim" / "hf_hub" / "server.py"), "--host", "127.0.0.1",
-               "--port", "0", "--shard-bytes", str(shard_bytes)]
-    if throttle_bps:
-        command += ["--throttle-bps", str(throttle_bps)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True)
-    ready, _, _ = select.select([process.stdout], [], [], 30)
-    line = process.stdout.readline() if ready else ""
-    if not line.startswith("READY "):
-        stop(process)
-        raise SystemExit(f"the hub stand-in did not start: {line!r}")
-    return process, line.split()[1]
-
-
-def stop(process: subprocess.Popen) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
 
 
 def run_downloader(url: str, manifest: hf_weights.Manifest, home: pathlib.Path, workers: int) -> float:
@@ -114,19 +90,21 @@ def main() -> None:
     args = parser.parse_args()
 
     work = pathlib.Path(tempfile.mkdtemp(prefix="download-rate-"))
-    with open(work / "hub.log", "w") as log:
-        process, url = start_stand_in(args.shard_bytes, args.throttle_bps, log)
-        try:
-            settings = hf_weights.TransferSettings(timeout=args.timeout)
-            manifest = hf_weights.Hub(REPO_ID, endpoint=url, token=None, settings=settings).manifest(
-                "main", threading.Event())
-            print(f"stand-in: {len(manifest.files)} files, {manifest.bytes_total / 1e6:.1f} MB "
-                  f"(shards of about {args.shard_bytes / 2**20:.1f} MiB), throttle "
-                  f"{args.throttle_bps or 'none'} B/s, {args.workers} workers")
-            ours = run_downloader(url, manifest, work / "hf_home", args.workers)
-            plain = run_plain_copy(url, manifest, work / "plain", args.workers, args.timeout)
-        finally:
-            stop(process)
+    options = ["--shard-bytes", str(args.shard_bytes)]
+    options += ["--throttle-bps", str(args.throttle_bps)] if args.throttle_bps else []
+    hub = HubProcess(options, work / "hub.log")
+    url = hub.url
+    try:
+        settings = hf_weights.TransferSettings(timeout=args.timeout)
+        manifest = hf_weights.Hub(REPO_ID, endpoint=url, token=None, settings=settings).manifest(
+            "main", threading.Event())
+        print(f"stand-in: {len(manifest.files)} files, {manifest.bytes_total / 1e6:.1f} MB "
+              f"(shards of about {args.shard_bytes / 2**20:.1f} MiB), throttle "
+              f"{args.throttle_bps or 'none'} B/s, {args.workers} workers")
+        ours = run_downloader(url, manifest, work / "hf_home", args.workers)
+        plain = run_plain_copy(url, manifest, work / "plain", args.workers, args.timeout)
+    finally:
+        hub.stop()
     shutil.rmtree(work, ignore_errors=True)
     print(f"hf_weights (HEAD, verify, fsync, rename, links): {rate(manifest.bytes_total, ours)}")
     print(f"plain urllib threads (GET and write only):       {rate(manifest.bytes_total, plain)}")
