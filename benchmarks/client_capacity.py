@@ -12,10 +12,16 @@ These are the client's own distortion of TTFT and end-to-end latency (its event 
 the kernel's loopback hand-over); what the server was late by, or how long it took to read a request, is not
 charged to the client. A level is sustained when the mean read delay of both stays within --budget-ms (1 ms)
 in the best of --repeats attempts (a process that another program keeps off its core for a few milliseconds
-says nothing about the client's own cost); the report gives p99 too, the client's CPU use per token, and the
-server's lateness (a late server delivers less than the offered load, and bursts).
+says nothing about the client's own cost); the report gives p99 too, the client's CPU per chunk split into its
+own (user) and the kernel's (system) part, and the server's lateness (a late server delivers less than the
+offered load, and bursts).
 
-The same levels are then run with AIPerf 0.13.0 (PyPI `aiperf`, NVIDIA's load generator, GenAI-Perf's successor),
+A client's cost follows the chunks it reads, not the tokens: each chunk is one TCP segment, one wake-up and one
+read. So the sweep is run for each of --stream-intervals: 1 is a chunk per token (vLLM's default); N is vLLM
+0.33's `stream_interval` (per request, or the server's `--stream-interval`), where the first token comes alone
+and then N tokens per chunk, which vLLM offers to cut its own per-chunk cost at high concurrency.
+
+The same sweeps are then run with AIPerf 0.13.0 (PyPI `aiperf`, NVIDIA's load generator, GenAI-Perf's successor),
 installed into its own venv (--aiperf-venv, created on first use) and pinned, with all its processes, to the same
 single core; its per-request export (wall-clock times, converted to CLOCK_MONOTONIC) is joined the same way.
 AIPerf needs a tokenizer: a tiny local one is written (this machine has no hub access), and token counts come
@@ -23,8 +29,8 @@ from the server's usage (--use-server-token-count), as servebench's do.
 
 This is a benchmark, not a test: figures depend on the machine (and on whatever else runs on it).
 
-    /tmp/venv/bin/python benchmarks/client_capacity.py                       # about 15 minutes
-    /tmp/venv/bin/python benchmarks/client_capacity.py --levels 250,1000 --no-compare
+    .venv/bin/python benchmarks/client_capacity.py                       # about 30 minutes
+    .venv/bin/python benchmarks/client_capacity.py --levels 250,1000 --stream-intervals 4 --no-compare
 """
 
 from __future__ import annotations
@@ -34,8 +40,6 @@ import json
 import math
 import os
 import resource
-import select
-import signal
 import subprocess
 import sys
 import tempfile
@@ -44,6 +48,9 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "sim"))
+from standin_process import StandinProcess  # noqa: E402
+
 SERVER = ROOT / "benchmarks" / "fast_sse_server.py"
 AIPERF_VERSION = "0.13.0"
 TARGET_STREAMS = 1000
@@ -65,40 +72,20 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-def start_server(args, log) -> tuple[subprocess.Popen, str]:
-    process = subprocess.Popen([sys.executable, str(SERVER), "--port", "0", "--ttft", str(args.ttft),
-                                "--itl", str(args.itl)], stdout=subprocess.PIPE, stderr=log, text=True,
-                               preexec_fn=pinned(args.server_core))
-    ready, _, _ = select.select([process.stdout], [], [], 30)
-    line = process.stdout.readline() if ready else ""
-    if not line.startswith("READY "):
-        stop(process)
-        raise SystemExit(f"fast_sse_server.py did not start: {line!r}")
-    return process, line.split()[1]
-
-
-def stop(process: subprocess.Popen) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
-
-
 def server_stats(url: str, reset: bool = False) -> dict:
     with urllib.request.urlopen(f"{url}/stats{'?reset=1' if reset else ''}", timeout=60) as response:
         return json.load(response)
 
 
-def run_measured(command: list[str], core: int, timeout: float, log, env: dict | None = None) -> tuple[float, float]:
-    """Run a client pinned to `core`; return (wall seconds, CPU seconds of it and its children)."""
+def run_measured(command: list[str], core: int, timeout: float, log, env: dict | None = None) -> dict:
+    """Run a client pinned to `core`; return its wall seconds and the user and kernel CPU seconds of it and its
+    children."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     subprocess.run(command, stdout=log, stderr=log, preexec_fn=pinned(core), timeout=timeout, check=True, env=env)
     wall = time.monotonic() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"wall": wall, "user": after.ru_utime - before.ru_utime, "sys": after.ru_stime - before.ru_stime}
 
 
 def read_delays(arrivals: list[tuple[str, float | None, float | None]], server: dict) -> dict:
@@ -124,14 +111,16 @@ def request_seconds(args) -> float:
     return args.ttft + (args.tokens - 1) * args.itl
 
 
-def servebench_level(args, url: str, level: int, work: Path, log) -> dict:
-    output = work / f"servebench-{level}"
+def servebench_level(args, url: str, level: int, interval: int, work: Path, log) -> dict:
+    output = work / f"servebench-{interval}-{level}"
     command = [sys.executable, "-m", "servebench", "--url", url, "--model", "fast", "--concurrency", str(level),
                "--runs", "1", "--waves", str(args.waves), "--warmup-waves", "1",
                "--spawn-rate", f"{level / request_seconds(args):.3f}", "--max-tokens", str(args.tokens),
                "--prompt-tokens", "16", "--no-probe", "--no-chart", "--quiet", "--output-dir", str(output)]
+    if interval > 1:
+        command += ["--extra-body", json.dumps({"stream_interval": interval})]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "tools")}
-    wall, cpu = run_measured(command, args.client_core, args.level_timeout, log, env)
+    usage = run_measured(command, args.client_core, args.level_timeout, log, env)
     summary = json.loads((output / "summary.json").read_text())
     rows = json.loads((output / "requests.json").read_text())
     run = summary["levels"][0]["runs"][0]
@@ -141,7 +130,7 @@ def servebench_level(args, url: str, level: int, work: Path, log) -> dict:
                 for row in rows if row["phase"] == "measured"]
     run = run["metrics"]
     return {"arrivals": arrivals, "tokens_per_second": run.get("output_throughput", math.nan),
-            "success_rate": run.get("success_rate", math.nan), "wall": wall, "cpu": cpu}
+            "success_rate": run.get("success_rate", math.nan), **usage}
 
 
 def ensure_aiperf(venv: Path, log) -> Path:
@@ -165,8 +154,8 @@ def ensure_aiperf(venv: Path, log) -> Path:
     return tokenizer
 
 
-def aiperf_level(args, url: str, level: int, work: Path, tokenizer: Path, log) -> dict:
-    output = work / f"aiperf-{level}"
+def aiperf_level(args, url: str, level: int, interval: int, work: Path, tokenizer: Path, log) -> dict:
+    output = work / f"aiperf-{interval}-{level}"
     measured = int(args.waves * level)
     command = [str(args.aiperf_venv / "bin" / "aiperf"), "profile", "--model", "fast", "--url", url,
                "--endpoint-type", "chat", "--streaming", "--tokenizer", str(tokenizer), "--use-server-token-count",
@@ -175,7 +164,9 @@ def aiperf_level(args, url: str, level: int, work: Path, tokenizer: Path, log) -
                "--extra-inputs", f"max_tokens:{args.tokens}", "--extra-inputs", "ignore_eos:true",
                "--isl", "16", "--ui", "none", "--no-server-metrics", "--no-gpu-telemetry",
                "--output-artifact-dir", str(output)]
-    wall, cpu = run_measured(command, args.client_core, args.level_timeout, log)
+    if interval > 1:
+        command += ["--extra-inputs", f"stream_interval:{interval}"]
+    usage = run_measured(command, args.client_core, args.level_timeout, log)
     wall_minus_monotonic = time.time() - time.perf_counter()  # AIPerf stamps requests with wall-clock ns
     arrivals = []
     for line in (output / "profile_export.jsonl").read_text().splitlines():
@@ -191,32 +182,37 @@ def aiperf_level(args, url: str, level: int, work: Path, tokenizer: Path, log) -
     summary = json.loads((output / "profile_export_aiperf.json").read_text())
     errors = summary.get("error_summary") or []
     return {"arrivals": arrivals, "tokens_per_second": summary["output_token_throughput"]["avg"],
-            "success_rate": 1.0 if not errors else math.nan, "wall": wall, "cpu": cpu}
+            "success_rate": 1.0 if not errors else math.nan, **usage}
 
 
 # --------------------------------------------------------------------------------------------------- main
-def measure(name: str, run_level, level: int, args, url: str) -> dict:
+def measure(name: str, run_level, level: int, interval: int, args, url: str) -> dict:
     server_stats(url, reset=True)
-    measured = run_level(level)
+    measured = run_level(level, interval)
     stats = server_stats(url)
-    result = {"tool": name, "level": level, "offered_tokens_per_second": level / args.itl,
+    cpu = measured["user"] + measured["sys"]
+    chunks = max(stats["chunks_written"], 1)
+    result = {"tool": name, "level": level, "stream_interval": interval,
+              "offered_tokens_per_second": level / args.itl,
               "tokens_per_second": measured["tokens_per_second"], "success_rate": measured["success_rate"],
-              "client_core_busy": measured["cpu"] / measured["wall"],
-              "client_cpu_us_per_token": measured["cpu"] / max(stats["tokens_written"], 1) * 1e6,
+              "chunks_per_token": stats["chunks_written"] / max(stats["tokens_written"], 1),
+              "client_core_busy": cpu / measured["wall"],
+              "client_user_us_per_chunk": measured["user"] / chunks * 1e6,
+              "client_kernel_us_per_chunk": measured["sys"] / chunks * 1e6,
               # What one core would stream at 100 % busy at this cost per token (latency aside).
-              "projected_tokens_per_second_per_core": stats["tokens_written"] / max(measured["cpu"], 1e-9),
+              "projected_tokens_per_second_per_core": stats["tokens_written"] / max(cpu, 1e-9),
               "server_lateness_ms": stats["lateness_mean"] * 1000,
               "read_delay_ms": read_delays(measured["arrivals"], stats)}
     delays = result["read_delay_ms"]
     result["worst_mean_delay_ms"] = max(delays["first_token"]["mean"], delays["last_token"]["mean"])
-    print(f"{name:>14} {level:>5} streams: {result['tokens_per_second']:>9,.0f} tok/s, read delay first "
-          f"{delays['first_token']['mean']:.2f} ms, last {delays['last_token']['mean']:.2f} ms (p99 "
+    print(f"{name:>14} interval {interval} {level:>5} streams: {result['tokens_per_second']:>9,.0f} tok/s, read "
+          f"delay first {delays['first_token']['mean']:.2f} ms, last {delays['last_token']['mean']:.2f} ms (p99 "
           f"{delays['last_token']['p99']:.1f}), client core {result['client_core_busy']:.0%}, server late "
           f"{result['server_lateness_ms']:.2f} ms", file=sys.stderr)
     return result
 
 
-def sweep(name: str, run_level, levels: list[int], args, url: str) -> list[dict]:
+def sweep(name: str, run_level, levels: list[int], interval: int, args, url: str) -> list[dict]:
     """Each level --repeats times, keeping the attempt with the smallest delay: on a machine shared with other
     work, a process descheduled for a few milliseconds says nothing about the client's own cost."""
     results = []
@@ -224,7 +220,7 @@ def sweep(name: str, run_level, levels: list[int], args, url: str) -> list[dict]
         attempts = []
         for _ in range(args.repeats):
             try:
-                attempts.append(measure(name, run_level, level, args, url))
+                attempts.append(measure(name, run_level, level, interval, args, url))
             except (subprocess.SubprocessError, OSError, KeyError, ValueError) as error:
                 print(f"{name} at {level}: failed ({error}); see the log", file=sys.stderr)
                 return results
@@ -233,29 +229,30 @@ def sweep(name: str, run_level, levels: list[int], args, url: str) -> list[dict]
         result["attempts"] = len(attempts)
         result["sustained"] = result["worst_mean_delay_ms"] <= args.budget_ms
         results.append(result)
-        if result["worst_mean_delay_ms"] > 20 * args.budget_ms and len(results) > 1 and not results[-2]["sustained"]:
+        if not result["sustained"] and len(results) > 1 and not results[-2]["sustained"]:
             break  # two levels past its limit: higher ones only take longer
     return results
 
 
 def best(results: list[dict]) -> dict | None:
     sustained = [result for result in results if result["sustained"]]
-    return max(sustained, key=lambda result: result["level"]) if sustained else None
+    return max(sustained, key=lambda result: result["tokens_per_second"]) if sustained else None
 
 
 def table(results: list[dict]) -> str:
-    lines = ["| tool | streams | offered tok/s | measured tok/s | first-token read delay mean / p99 (ms) | "
-             "last-token read delay mean / p99 (ms) | client core busy | client CPU µs/token | tok/s per core at "
-             "that cost | server late (ms) | sustained (attempts) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    lines = ["| tool | tokens per chunk (stream interval) | streams | offered tok/s | measured tok/s | first-token "
+             "read delay mean / p99 (ms) | last-token read delay mean / p99 (ms) | client core busy | client CPU "
+             "per chunk, user + kernel (µs) | tok/s per core at that cost | server late (ms) | sustained "
+             "(attempts) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in results:
         d = r["read_delay_ms"]
-        lines.append(f"| {r['tool']} | {r['level']:,} | {r['offered_tokens_per_second']:,.0f} | "
-                     f"{r['tokens_per_second']:,.0f} | "
+        lines.append(f"| {r['tool']} | {1 / r['chunks_per_token']:.2f} ({r['stream_interval']}) | {r['level']:,} | "
+                     f"{r['offered_tokens_per_second']:,.0f} | {r['tokens_per_second']:,.0f} | "
                      f"{d['first_token']['mean']:.2f} / {d['first_token']['p99']:.2f} | "
                      f"{d['last_token']['mean']:.2f} / {d['last_token']['p99']:.2f} | {r['client_core_busy']:.0%} | "
-                     f"{r['client_cpu_us_per_token']:.1f} | {r['projected_tokens_per_second_per_core']:,.0f} | "
-                     f"{r['server_lateness_ms']:.2f} | "
+                     f"{r['client_user_us_per_chunk']:.1f} + {r['client_kernel_us_per_chunk']:.1f} | "
+                     f"{r['projected_tokens_per_second_per_core']:,.0f} | {r['server_lateness_ms']:.2f} | "
                      f"{'yes' if r['sustained'] else 'no'} ({r['attempts_sustained']}/{r['attempts']}) |")
     return "\n".join(lines)
 
@@ -266,10 +263,12 @@ def int_list(text: str) -> list[int]:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--levels", type=int_list, default=[100, 250, 500, 750, 1000, 1250, 1500],
+    parser.add_argument("--levels", type=int_list, default=[100, 250, 500, 750, 1000, 1250, 1500, 2000],
                         help="concurrent streams to try with servebench")
     parser.add_argument("--compare-levels", type=int_list, default=[10, 25, 50, 100, 250],
                         help="concurrent streams to try with AIPerf")
+    parser.add_argument("--stream-intervals", type=int_list, default=[1, 4],
+                        help="tokens per chunk to sweep (vLLM's stream_interval): 1 is a chunk per token")
     parser.add_argument("--ttft", type=float, default=0.05, help="server's time to first token (s)")
     parser.add_argument("--itl", type=float, default=0.008, help="server's gap between tokens (s): 125 tok/s per "
                         "stream, so 1,000 streams offer 125,000 tok/s")
@@ -287,20 +286,24 @@ def main(argv: list[str]) -> int:
     if len(os.sched_getaffinity(0)) < 2:
         raise SystemExit("needs two cores: one for the server, one for the client")
 
+    results = []
     with tempfile.TemporaryDirectory(prefix="client-capacity-") as tmp:
         work = Path(tmp)
         with open(work / "log.txt", "w") as log:
-            server, url = start_server(args, log)
+            server = StandinProcess(SERVER, ["--ttft", str(args.ttft), "--itl", str(args.itl)], work / "server.log",
+                                    core=args.server_core)
+            url = server.url
             try:
-                results = sweep("servebench", lambda level: servebench_level(args, url, level, work, log),
-                                args.levels, args, url)
-                if not args.no_compare:
-                    tokenizer = ensure_aiperf(args.aiperf_venv, log)
-                    results += sweep(f"aiperf {AIPERF_VERSION}",
-                                     lambda level: aiperf_level(args, url, level, work, tokenizer, log),
-                                     args.compare_levels, args, url)
+                tokenizer = None if args.no_compare else ensure_aiperf(args.aiperf_venv, log)
+                for interval in args.stream_intervals:
+                    results += sweep("servebench", lambda level, n: servebench_level(args, url, level, n, work, log),
+                                     args.levels, interval, args, url)
+                    if tokenizer:
+                        results += sweep(f"aiperf {AIPERF_VERSION}",
+                                         lambda level, n: aiperf_level(args, url, level, n, work, tokenizer, log),
+                                         args.compare_levels, interval, args, url)
             finally:
-                stop(server)
+                server.stop()
         if args.output:
             (work / "log.txt").replace(args.output.with_suffix(".log"))
 
@@ -309,22 +312,25 @@ def main(argv: list[str]) -> int:
           f"sustained = mean read delay of first and last tokens <= {args.budget_ms:g} ms in the best of "
           f"{args.repeats} attempts.\n")
     print(table(results))
-    ours = best([r for r in results if r["tool"] == "servebench"])
-    theirs = best([r for r in results if r["tool"] != "servebench"])
     print()
-    for name, result in (("servebench", ours), (f"aiperf {AIPERF_VERSION}", theirs)):
-        if result:
-            print(f"{name}: highest sustained {result['level']:,} streams, {result['tokens_per_second']:,.0f} tok/s")
-        elif name == "servebench" or not args.no_compare:
-            print(f"{name}: no level sustained")
-    if ours and theirs:
-        print(f"ratio servebench / aiperf: {ours['level'] / theirs['level']:.2f}x streams, "
-              f"{ours['tokens_per_second'] / theirs['tokens_per_second']:.2f}x tok/s")
-    if ours:
-        met = ours["level"] >= TARGET_STREAMS and ours["tokens_per_second"] >= TARGET_TOKENS_PER_SECOND
-        print(f"goal ({TARGET_STREAMS:,} streams and {TARGET_TOKENS_PER_SECOND:,} tok/s): "
-              f"{'met' if met else 'not met'} ({ours['level'] / TARGET_STREAMS:.2f}x streams, "
-              f"{ours['tokens_per_second'] / TARGET_TOKENS_PER_SECOND:.2f}x tok/s)")
+    for interval in args.stream_intervals:
+        at_interval = [r for r in results if r["stream_interval"] == interval]
+        ours = best([r for r in at_interval if r["tool"] == "servebench"])
+        theirs = best([r for r in at_interval if r["tool"] != "servebench"])
+        for name, result in (("servebench", ours), (f"aiperf {AIPERF_VERSION}", theirs)):
+            if result:
+                print(f"stream interval {interval}, {name}: highest sustained {result['level']:,} streams, "
+                      f"{result['tokens_per_second']:,.0f} tok/s")
+            elif name == "servebench" or not args.no_compare:
+                print(f"stream interval {interval}, {name}: no level sustained")
+        if ours and theirs:
+            print(f"stream interval {interval}, ratio servebench / aiperf: {ours['level'] / theirs['level']:.2f}x "
+                  f"streams, {ours['tokens_per_second'] / theirs['tokens_per_second']:.2f}x tok/s")
+        if ours:
+            met = ours["level"] >= TARGET_STREAMS and ours["tokens_per_second"] >= TARGET_TOKENS_PER_SECOND
+            print(f"stream interval {interval}, goal ({TARGET_STREAMS:,} streams and {TARGET_TOKENS_PER_SECOND:,} "
+                  f"tok/s): {'met' if met else 'not met'} ({ours['level'] / TARGET_STREAMS:.2f}x streams, "
+                  f"{ours['tokens_per_second'] / TARGET_TOKENS_PER_SECOND:.2f}x tok/s)")
     if args.output:
         args.output.write_text(json.dumps(results, indent=1))
     return 0

@@ -2,9 +2,12 @@
 """A fast OpenAI-shaped streaming chat server whose token schedule is known exactly, for measuring load clients.
 
 Every `POST /v1/chat/completions` gets `200 text/event-stream` (chunked, as uvicorn sends vLLM's streams): the
-role chunk and the first token `--ttft` seconds after the request was read, then one token chunk every `--itl`
-seconds until `max_tokens` (or `max_completion_tokens`, default 64), the finish chunk, the usage chunk and
-`[DONE]`; the chunks have vLLM's shapes. Nothing is generated: every chunk's bytes are built once per request.
+role chunk and the first token `--ttft` seconds after the request was read, then one token every `--itl`
+seconds until `max_tokens` (or `max_completion_tokens`, default 64), then the usage chunk and `[DONE]`; the
+chunks have vLLM's shapes. Tokens are batched into chunks as vLLM 0.33 does with a stream interval of N (the
+request's `stream_interval`, clamped up to the server's `--stream-interval`, default 1): the first token at once,
+then a chunk each time N more tokens are generated, and the last chunk (with `finish_reason`) when the last token
+is. Nothing is generated: every chunk's bytes are built once per request.
 
 The server records, per request (keyed by the `X-Request-Id` header), when it read the request and when it
 wrote the first and last token, and how late each write was against its schedule (CLOCK_MONOTONIC, the clock of
@@ -21,6 +24,7 @@ give it a core of its own (the benchmark pins it) so that it is not the bottlene
 
 import argparse
 import asyncio
+import heapq
 import json
 import signal
 import sys
@@ -33,25 +37,54 @@ now = time.perf_counter
 class Stream:
     """One request being answered: its pre-built chunks and its schedule."""
 
-    __slots__ = ("transport", "first", "token_chunk", "final", "tokens", "sent", "due", "itl", "record")
+    __slots__ = ("transport", "first", "token_chunk", "final", "tokens", "sent", "due", "itl", "interval", "record")
 
     def __init__(self, transport, request_id: str, model: str, tokens: int, start: float, ttft: float,
-                 itl: float, record: dict) -> None:
+                 itl: float, interval: int, record: dict) -> None:
         base = f'{{"id":"chatcmpl-{request_id}","object":"chat.completion.chunk","created":{int(time.time())},' \
                f'"model":{json.dumps(model)},"choices":['
         role = base + '{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}'
-        token = base + '{"index":0,"delta":{"content":" tok"},"logprobs":null,"finish_reason":null}]}'
-        last = base + ('{"index":0,"delta":{"content":" tok"},"logprobs":null,"finish_reason":"length",'
+        token = base + '{"index":0,"delta":{"content":"%s"},"logprobs":null,"finish_reason":null}]}'
+        last = base + ('{"index":0,"delta":{"content":"%s"},"logprobs":null,"finish_reason":"length",'
                        '"stop_reason":null}]}')
         usage = base[:-len('"choices":[')] + (f'"choices":[],"usage":{{"prompt_tokens":16,"total_tokens":'
                                                f'{16 + tokens},"completion_tokens":{tokens}}}}}')
-        self.transport, self.tokens, self.itl, self.record = transport, tokens, itl, record
-        self.token_chunk = frame(token)
-        self.final = frame(last) + frame(usage) + frame("[DONE]") + b"0\r\n\r\n"
+        # Tokens after the first go out N at a time; the last chunk carries the 1..N that remain.
+        after_first = tokens - 1
+        in_last = after_first - interval * ((after_first - 1) // interval) if after_first else 0
+        self.transport, self.tokens, self.itl, self.interval, self.record = transport, tokens, itl, interval, record
+        self.token_chunk = frame(token % (" tok" * interval))
+        self.final = frame(usage) + frame("[DONE]") + b"0\r\n\r\n"
+        if after_first:
+            self.final = frame(last % (" tok" * in_last)) + self.final
+            self.first = frame(role) + frame(token % " tok")
+        else:
+            self.first = frame(role) + frame(last % " tok") + self.final
         self.record["first_due"] = start + ttft
-        self.first = frame(role) + (self.token_chunk if tokens > 1 else self.final)
-        self.sent = 0
+        self.sent = 0  # tokens written so far
         self.due = start + ttft
+
+    def write_next(self) -> bool:
+        """Write the chunk that is due; return True when the stream has more to send (self.due is then its next
+        chunk's due time)."""
+        sent, tokens = self.sent, self.tokens
+        if sent == 0:
+            self.transport.write(self.first)
+            sent = 1
+        elif tokens - sent > self.interval:
+            self.transport.write(self.token_chunk)
+            sent += self.interval
+        else:
+            self.transport.write(self.final)
+            sent = tokens
+        self.sent = sent
+        if sent >= tokens:
+            return False
+        self.due += self.itl * min(self.interval, tokens - sent)
+        return True
+
+    def __lt__(self, other: "Stream") -> bool:
+        return self.due < other.due
 
 
 def frame(data: str) -> bytes:
@@ -60,18 +93,20 @@ def frame(data: str) -> bytes:
 
 
 class Scheduler:
-    """Writes every stream's chunks when they are due. Every stream has the same TTFT and ITL, so two FIFO queues
-    stay sorted by due time (first tokens; decode tokens) and a wake-up merges them: no heap, one timer."""
+    """Writes every stream's chunks when they are due. Every stream has the same TTFT, so first tokens wait in a
+    FIFO queue, sorted by due time; later chunks wait in a heap (a last chunk with fewer tokens comes sooner). A
+    wake-up merges the two: one timer for all streams."""
 
     def __init__(self, tick: float) -> None:
         self.loop = asyncio.get_running_loop()
         self.tick = tick
         self.starting: deque[Stream] = deque()
-        self.decoding: deque[Stream] = deque()
+        self.decoding: list[Stream] = []
         self.timer = None
         self.timer_when = 0.0  # uvloop's handles of already-due timers have no when()
         self.lateness_sum = 0.0
         self.lateness_max = 0.0
+        self.chunks_written = 0
         self.tokens_written = 0
         self.late_over_1ms = 0
 
@@ -90,7 +125,7 @@ class Scheduler:
     def _run(self) -> None:
         self.timer = None
         starting, decoding, moment = self.starting, self.decoding, now()
-        written, late_sum, late_max, late_count = 0, 0.0, self.lateness_max, 0
+        chunks, tokens, late_sum, late_max, late_count = 0, 0, 0.0, self.lateness_max, 0
         while True:
             first = starting[0] if starting and starting[0].due <= moment else None
             later = decoding[0] if decoding and decoding[0].due <= moment else None
@@ -99,32 +134,28 @@ class Scheduler:
             if later is None or (first is not None and first.due <= later.due):
                 stream = starting.popleft()
             else:
-                stream = decoding.popleft()
-            transport = stream.transport
-            if transport.is_closing():
+                stream = heapq.heappop(decoding)
+            if stream.transport.is_closing():
                 continue
             due = stream.due
             late = moment - due
             late_sum += late
-            written += 1
+            chunks += 1
             if late > late_max:
                 late_max = late
             if late > 0.001:
                 late_count += 1
-            stream.sent += 1
-            if stream.sent == 1:
-                transport.write(stream.first)
+            sent_before = stream.sent
+            more = stream.write_next()
+            tokens += stream.sent - sent_before
+            if sent_before == 0:
                 stream.record["first_written"] = moment
-            elif stream.sent < stream.tokens:
-                transport.write(stream.token_chunk)
+            if more:
+                heapq.heappush(decoding, stream)
             else:
-                transport.write(stream.final)
-            if stream.sent >= stream.tokens:
                 stream.record["last_due"], stream.record["last_written"] = due, moment
-                continue
-            stream.due = due + stream.itl
-            decoding.append(stream)
-        self.tokens_written += written
+        self.chunks_written += chunks
+        self.tokens_written += tokens
         self.lateness_sum += late_sum
         self.lateness_max = late_max
         self.late_over_1ms += late_count
@@ -133,18 +164,19 @@ class Scheduler:
             self._arm(max(min(pending), self.loop.time() + self.tick))
 
     def stats(self) -> dict:
-        tokens = self.tokens_written
-        return {"tokens_written": tokens, "lateness_mean": self.lateness_sum / tokens if tokens else 0.0,
+        chunks = self.chunks_written
+        return {"tokens_written": self.tokens_written, "chunks_written": chunks,
+                "lateness_mean": self.lateness_sum / chunks if chunks else 0.0,
                 "lateness_max": self.lateness_max, "late_over_1ms": self.late_over_1ms}
 
     def reset(self) -> None:
         self.lateness_sum = self.lateness_max = 0.0
-        self.tokens_written = self.late_over_1ms = 0
+        self.tokens_written = self.chunks_written = self.late_over_1ms = 0
 
 
 class Server:
     def __init__(self, args) -> None:
-        self.ttft, self.itl = args.ttft, args.itl
+        self.ttft, self.itl, self.stream_interval = args.ttft, args.itl, args.stream_interval
         self.scheduler = Scheduler(args.tick)
         self.requests: list[dict] = []
 
@@ -196,13 +228,14 @@ class Connection(asyncio.Protocol):
                                 b'"code":400}}')
                 return
             tokens = int(request.get("max_tokens") or request.get("max_completion_tokens") or 64)
+            interval = max(int(request.get("stream_interval") or 1), server.stream_interval)
             request_id = headers.get("x-request-id") or f"r{len(server.requests)}"
             record = {"id": request_id, "received": arrived}
             server.requests.append(record)
             self.transport.write(b"HTTP/1.1 200 OK\r\nserver: fast-sse\r\ncontent-type: text/event-stream; "
                                  b"charset=utf-8\r\ntransfer-encoding: chunked\r\n\r\n")
             server.scheduler.add(Stream(self.transport, request_id, str(request.get("model", "")), max(tokens, 1),
-                                        arrived, server.ttft, server.itl, record))
+                                        arrived, server.ttft, server.itl, interval, record))
         else:
             self.reply(404, b'{"detail":"Not Found"}')
 
@@ -231,6 +264,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--ttft", type=float, default=0.05, help="seconds from reading a request to its first token")
     parser.add_argument("--itl", type=float, default=0.008, help="seconds between a stream's tokens")
+    parser.add_argument("--stream-interval", type=int, default=1, help="least tokens per chunk (vLLM's "
+                        "--stream-interval); a request's stream_interval can raise it")
     parser.add_argument("--tick", type=float, default=0.0005, help="least seconds between two decode wake-ups")
     args = parser.parse_args(argv)
     try:

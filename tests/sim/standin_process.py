@@ -3,6 +3,7 @@
 The stand-ins print `READY <url>` on stdout once they listen (`--port 0` picks a free port).
 """
 
+import os
 import select
 import signal
 import subprocess
@@ -11,14 +12,17 @@ from pathlib import Path
 
 
 class StandinProcess:
-    """Starts `script` with `args`, waits for its READY line, and stops it with SIGTERM."""
+    """Starts `script` with `args`, waits for its READY line, and stops it with SIGTERM. `core` pins it to one
+    CPU (benchmarks keep a server off the measured client's core)."""
 
-    def __init__(self, script: Path, args: list[str], log_path: Path, start_timeout: float = 20) -> None:
+    def __init__(self, script: Path, args: list[str], log_path: Path, start_timeout: float = 20,
+                 core: int | None = None) -> None:
         self.log_path = log_path
         self._log = log_path.open("w")
         self.process = subprocess.Popen(
             [sys.executable, str(script), "--host", "127.0.0.1", "--port", "0", *args],
-            stdout=subprocess.PIPE, stderr=self._log, text=True)
+            stdout=subprocess.PIPE, stderr=self._log, text=True,
+            preexec_fn=None if core is None else lambda: os.sched_setaffinity(0, {core}))
         ready, _, _ = select.select([self.process.stdout], [], [], start_timeout)
         line = self.process.stdout.readline() if ready else ""
         if not line.startswith("READY "):
