@@ -610,15 +610,23 @@ def bytes_needed(manifest: Manifest, hf_home: str) -> int:
     Each blob counts once, however many paths point at it. Blobs of the right size count as present: whether
     their bytes are right is for the download's verification to find out.
     """
-    layout = CacheLayout(hf_home, manifest.repo_id)
+    blobs = CacheLayout(hf_home, manifest.repo_id).blobs
+    try:
+        with os.scandir(blobs) as entries:
+            sizes = {entry.name: entry.stat().st_size for entry in entries if entry.is_file(follow_symlinks=False)}
+    except FileNotFoundError:
+        sizes = {}
+    return bytes_needed_given(manifest, sizes)
+
+
+def bytes_needed_given(manifest: Manifest, blob_sizes: dict[str, int]) -> int:
+    """`bytes_needed` for a cache whose blobs directory holds these files (name: bytes), e.g. listed on another
+    host: blobs of other revisions do not count, partial files (`<etag>.incomplete`) of this one's do."""
     needed = 0
     for item in {item.etag: item for item in manifest.files}.values():
-        try:
-            if os.stat(layout.blob(item.etag)).st_size == item.size:
-                continue
-        except FileNotFoundError:
-            pass
-        needed += max(item.size - _size_or_zero(layout.partial(item.etag)), 0)
+        if blob_sizes.get(item.etag) == item.size:
+            continue
+        needed += max(item.size - blob_sizes.get(item.etag + ".incomplete", 0), 0)
     return needed
 
 

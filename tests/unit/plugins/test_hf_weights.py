@@ -234,6 +234,29 @@ def test_check_mode_plans_bytes_and_writes_nothing(hub, seed, tmp_path):
     assert sum(stats["get"] + stats["bytes_sent"] for stats in file_stats(hub).values()) == 0
 
 
+def test_preflight_counts_only_the_revisions_own_blobs(hub, seed, tmp_path):
+    """The role's preflight lists the node's blobs directory and asks the model_weights_bytes_needed filter what
+    is missing: another revision's blobs do not count as held, partial files do, and the answer is the one the
+    download itself computes on that cache."""
+    home = copy_cache(seed, tmp_path / "other-revision")
+    entries = manifest_files(seed[1])
+    blob_path(home, entries[shard(1)]).unlink()
+    partial = pathlib.Path(str(blob_path(home, entries[shard(2)])) + ".incomplete")
+    blob_path(home, entries[shard(2)]).rename(partial)
+    with partial.open("r+b") as handle:
+        handle.truncate(100)
+    foreign = blob_path(home, entries[shard(1)]).parent / ("0" * 64)
+    foreign.write_bytes(b"x" * 50000)  # an older revision's shard: uses disk, counts for nothing
+    plan = sync(hub, home, check_mode=True)
+    blobs = {path.name: path.stat().st_size for path in blob_path(home, entries[shard(3)]).parent.iterdir()}
+    expected = entries[shard(1)]["size"] + entries[shard(2)]["size"] - 100
+
+    bytes_needed = _load_file("model_weights_filter", REPO / "plugins" / "filter" / "model_weights.py").FilterModule(
+    ).filters()["model_weights_bytes_needed"]
+    assert bytes_needed(plan["manifest"], blobs) == expected == plan["bytes_needed"]
+    assert bytes_needed(plan["manifest"], {}) == plan["bytes_total"]
+
+
 # Faults: interrupted bodies, killed runs, corruption, 5xx -----------------------------------------------------
 
 
