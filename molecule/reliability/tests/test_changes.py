@@ -1,5 +1,5 @@
 """Changes: a change of the image, the flags or the model restarts the service through its handler; nothing else
-does.
+does; and a check-mode run of site.yml on the serving node reports and makes no change.
 
 Each case runs the serve step of site.yml (playbooks/serve.yml) against the serving node with one changed setting
 and compares the unit's start (InvocationID) before and after; a restarted service is smoke-tested.
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from lab import run_playbook, service_state
+from lab import NODE, ChangeWatch, run_playbook, service_state
 
 CASES = [
     # (id, description, extra vars, restarts)
@@ -36,3 +36,19 @@ def test_only_a_change_of_what_the_server_runs_restarts_it(case_id, description,
                     f"{'; smoke test ' + ('passed' if smoke.rc == 0 else 'FAILED') if smoke else ''}")
     assert serve.rc == 0 and (smoke is None or smoke.rc == 0)
     assert restarted == restarts
+
+
+def test_check_mode_on_the_serving_node_changes_nothing(record):
+    """site.yml --check --diff on the serving node"""
+    watch = ChangeWatch("check-mode")
+    watch.start()
+    run = run_playbook("site.yml", args=("--check", "--diff"), log_name="check-mode")
+    changed = watch.changes()
+    recap = [line for line in run.output.split("PLAY RECAP")[-1].splitlines() if line.startswith(NODE)]
+    record(done="site.yml --check --diff on the node as it serves",
+           observed=f"rc {run.rc}; {recap[0].split(':', 1)[1].split('unreachable')[0].strip() if recap else 'no recap'}"
+                    f"; files changed on the node: {len(changed)}")
+    assert run.rc == 0, "check mode failed (reports/reliability/logs/check-mode.log)"
+    assert recap and "changed=0" in recap[0], f"check mode predicts changes on a converged node: {recap}"
+    assert changed == [], f"check mode changed files on the node: {changed[:20]}"
+    assert watch.service_untouched(), "check mode restarted the service"
