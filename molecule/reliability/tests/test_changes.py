@@ -22,6 +22,23 @@ CASES = [
 ]
 
 
+def test_check_mode_on_the_serving_node_changes_nothing(record):
+    """site.yml --check --diff on the serving node"""
+    # Before the cases below: the flags case leaves a changed setting for later tests to undo.
+    watch = ChangeWatch("check-mode")
+    watch.start()
+    run = run_playbook("site.yml", args=("--check", "--diff"), log_name="check-mode")
+    changed = watch.changes()
+    recap = [line for line in run.output.split("PLAY RECAP")[-1].splitlines() if line.startswith(NODE)]
+    record(done="site.yml --check --diff on the node as it serves",
+           observed=f"rc {run.rc}; {recap[0].split(':', 1)[1].split('unreachable')[0].strip() if recap else 'no recap'}"
+                    f"; files changed on the node: {len(changed)}")
+    assert run.rc == 0, "check mode failed (reports/reliability/logs/check-mode.log)"
+    assert recap and "changed=0" in recap[0], f"check mode predicts changes on a converged node: {recap}"
+    assert changed == [], f"check mode changed files on the node: {changed[:20]}"
+    assert watch.service_untouched(), "check mode restarted the service"
+
+
 @pytest.mark.parametrize(("case_id", "description", "extra_vars", "restarts"), CASES, ids=[case[0] for case in CASES])
 def test_only_a_change_of_what_the_server_runs_restarts_it(case_id, description, extra_vars, restarts, record):
     """A change of {description}"""
@@ -37,18 +54,3 @@ def test_only_a_change_of_what_the_server_runs_restarts_it(case_id, description,
     assert serve.rc == 0 and (smoke is None or smoke.rc == 0)
     assert restarted == restarts
 
-
-def test_check_mode_on_the_serving_node_changes_nothing(record):
-    """site.yml --check --diff on the serving node"""
-    watch = ChangeWatch("check-mode")
-    watch.start()
-    run = run_playbook("site.yml", args=("--check", "--diff"), log_name="check-mode")
-    changed = watch.changes()
-    recap = [line for line in run.output.split("PLAY RECAP")[-1].splitlines() if line.startswith(NODE)]
-    record(done="site.yml --check --diff on the node as it serves",
-           observed=f"rc {run.rc}; {recap[0].split(':', 1)[1].split('unreachable')[0].strip() if recap else 'no recap'}"
-                    f"; files changed on the node: {len(changed)}")
-    assert run.rc == 0, "check mode failed (reports/reliability/logs/check-mode.log)"
-    assert recap and "changed=0" in recap[0], f"check mode predicts changes on a converged node: {recap}"
-    assert changed == [], f"check mode changed files on the node: {changed[:20]}"
-    assert watch.service_untouched(), "check mode restarted the service"
