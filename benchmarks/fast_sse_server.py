@@ -10,8 +10,8 @@ then a chunk each time N more tokens are generated, and the last chunk (with `fi
 is. Nothing is generated: every chunk's bytes are built once per request.
 
 The server records, per request (keyed by the `X-Request-Id` header), when it read the request and when it
-wrote the first and last token, and how late each write was against its schedule (CLOCK_MONOTONIC, the clock of
-`time.perf_counter()` in every process of the machine). `GET /stats` returns them as JSON (`?reset=1` clears
+wrote the first and last token (the moment each write returned), and how late each write was against its
+schedule (CLOCK_MONOTONIC, the clock of `time.perf_counter()` in every process of the machine). `GET /stats` returns them as JSON (`?reset=1` clears
 them); `GET /health` answers 200. So a benchmark can split a client's measured latency into the server's part
 and the client's own.
 
@@ -148,12 +148,13 @@ class Scheduler:
             sent_before = stream.sent
             more = stream.write_next()
             tokens += stream.sent - sent_before
+            # The write's own time, not the wake-up's: a wake-up writes many chunks, one after the other.
             if sent_before == 0:
-                stream.record["first_written"] = moment
+                stream.record["first_written"] = now()
             if more:
                 heapq.heappush(decoding, stream)
             else:
-                stream.record["last_due"], stream.record["last_written"] = due, moment
+                stream.record["last_due"], stream.record["last_written"] = due, now()
         self.chunks_written += chunks
         self.tokens_written += tokens
         self.lateness_sum += late_sum
