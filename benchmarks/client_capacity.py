@@ -29,7 +29,7 @@ from the server's usage (--use-server-token-count), as servebench's do.
 
 This is a benchmark, not a test: figures depend on the machine (and on whatever else runs on it).
 
-    .venv/bin/python benchmarks/client_capacity.py                       # about 30 minutes
+    .venv/bin/python benchmarks/client_capacity.py                       # about 20 minutes
     .venv/bin/python benchmarks/client_capacity.py --levels 250,1000 --stream-intervals 4 --no-compare
 """
 

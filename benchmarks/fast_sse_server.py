@@ -11,9 +11,9 @@ is. Nothing is generated: every chunk's bytes are built once per request.
 
 The server records, per request (keyed by the `X-Request-Id` header), when it read the request and when it
 wrote the first and last token (the moment each write returned), and how late each write was against its
-schedule (CLOCK_MONOTONIC, the clock of `time.perf_counter()` in every process of the machine). `GET /stats` returns them as JSON (`?reset=1` clears
-them); `GET /health` answers 200. So a benchmark can split a client's measured latency into the server's part
-and the client's own.
+schedule (CLOCK_MONOTONIC, the clock of `time.perf_counter()` in every process of the machine). `GET /stats`
+returns them as JSON (`?reset=1` clears them); `GET /health` answers 200. So a benchmark can split a client's
+measured latency into the server's part and the client's own.
 
     python3 fast_sse_server.py --port 0 --ttft 0.05 --itl 0.008    # prints "READY http://127.0.0.1:PORT"
 
