@@ -1,7 +1,8 @@
 """Filters of the vllm_service role: the rules a vLLM configuration for DeepSeek V3.2 on ROCm must keep.
 
 `vllm_config_problems` returns one message per broken rule, each naming the variable and the fix, so the role
-can refuse a configuration before any host is changed.
+can refuse a configuration before any host is changed. `vllm_service_argv` is the one place that turns
+vllm_service_extra_args into the arguments the unit passes (and the rules check).
 """
 
 import ipaddress
@@ -17,13 +18,13 @@ positional: _input
 options:
   _input:
     description:
-      - A dict of the role's settings (see the role's tasks/validate.yml), plus C(gpu_count) and
-        C(require_prefetched) (false before the prefetch step has recorded the image and the weights).
+      - A dict of the role's settings (the role's vars/main.yml, C(_vllm_service_settings)), plus C(gpu_count) once
+        the node's GPUs are known. C(vllm_service_listen_address) is null when it is the node's primary address
+        and the node's facts are not gathered yet (the controller's checks).
     type: dict
     required: true
 """
 
-# The sparse MLA backend on ROCm supports block size 1 only; vLLM picks fp8_ds_mla for the KV cache itself.
 MANDATORY_ENV = {"VLLM_ROCM_USE_AITER": "1", "AITER_ENABLE_VSKIP": "0", "HF_HUB_OFFLINE": "1"}
 # Flags the role sets from its own variables; extra args may not set them a second time.
 ROLE_OWNED_FLAGS = {
@@ -37,25 +38,67 @@ ROLE_OWNED_FLAGS = {
     "--tokenizer-mode": "vllm_service_tokenizer_mode",
     "--tool-call-parser": "vllm_service_tool_call_parser",
     "--reasoning-parser": "vllm_service_reasoning_parser",
+    "--served-model-name": "vllm_service_served_model_name",
     "--host": "vllm_service_listen_address",
     "--port": "vllm_service_port",
-    "--api-key": "vllm_service_api_key",
     "--shutdown-timeout": "vllm_service_shutdown_timeout",
 }
-KV_OFFLOAD_FLAGS = ("--kv-offloading-size", "--kv-offloading-backend", "--cpu-offload-gb")
-KV_OFFLOAD_CONNECTORS = ("OffloadingConnector", "LMCacheConnector", "LMCacheConnectorV1", "CPUConnector")
+# Tensor-parallel sizes one 8-GPU node can run that divide the model's 128 attention heads.
+TENSOR_PARALLEL_SIZES = (1, 2, 4, 8)
+# Words of the example vault file's and common placeholder keys.
+PLACEHOLDER_WORDS = ("change-me", "changeme", "replace-me", "your-api-key", "your_api_key", "example", "placeholder")
+KV_OFFLOAD_FLAGS = ("--kv-offloading-size", "--kv-offloading-backend")
+# vLLM 0.33.0's connector factory (vllm/distributed/kv_transfer/kv_connector/factory.py): the connectors that
+# move KV blocks out of HBM into CPU memory, local disk or a storage service.
+KV_OFFLOAD_CONNECTORS = (
+    "OffloadingConnector", "SimpleCPUOffloadConnector", "LMCacheConnectorV1", "LMCacheMPConnector",
+    "MooncakeStoreConnector", "HF3FSKVConnector", "FlexKVConnectorV1",
+)
+# The flags the guard looks for, longest first: argparse (allow_abbrev) also takes an unambiguous prefix.
+GUARDED_FLAGS = sorted(
+    {*ROLE_OWNED_FLAGS, *KV_OFFLOAD_FLAGS, "--kv-cache-dtype", "--kv-transfer-config", "--api-key"},
+    key=len, reverse=True,
+)
 REASON_FP8_KV = (
-    "the ROCm sparse MLA backend rejects an fp8 KV cache (ROCMAiterMLASparseBackend doesn't support fp8 "
-    "kv_cache_dtype); vLLM already stores DeepSeek's KV cache as fp8_ds_mla"
+    "the vendor guide forbids an fp8 KV cache for DeepSeek V3.2 on ROCm (the sparse MLA backend of the images "
+    "it covers rejected it; vLLM 0.33 accepts it but already stores this model's KV cache in its own fp8_ds_mla "
+    "layout, and an fp8 cache changes the attention numerics the guide validated)"
 )
 REASON_OFFLOAD = (
-    "KV cache offloading fails on DeepSeek V3.2's indexer cache "
-    "(KeyError: 'model.layers.0.self_attn.indexer.k_cache'); use the GPUs' HBM instead"
+    "the vendor guide forbids KV cache offloading for DeepSeek V3.2 (it failed on the model's indexer cache, "
+    "KeyError: 'model.layers.0.self_attn.indexer.k_cache'); keep the KV cache in the GPUs' HBM"
 )
 
 
-def _flag_name(argument: str) -> str:
-    return argument.split("=", 1)[0]
+def vllm_service_argv(extra_args):
+    """vllm_service_extra_args as a list of arguments: the one place that splits it. A list is taken as it is
+    (each item one argument); a string is split like a shell command line."""
+    if extra_args is None:
+        return []
+    if isinstance(extra_args, str):
+        return shlex.split(extra_args)
+    return [str(argument) for argument in extra_args]
+
+
+def _canonical_flag(argument: str) -> str:
+    """The flag an argument names, as vLLM's FlexibleArgumentParser reads it: in a long option, `_` and `-` are
+    the same up to the first `.` (a dotted key, `--kv-transfer-config.kv_connector`, sets one field of a JSON
+    option); a value after `=` is not part of the name."""
+    name = argument.split("=", 1)[0]
+    if not name.startswith("--"):
+        return name
+    head, dot, tail = name[2:].partition(".")
+    return "--" + head.replace("_", "-") + dot + tail
+
+
+def _guarded_flag(flag: str):
+    """The guarded flag a canonical flag name stands for: itself, its dotted field, or a prefix argparse would
+    complete to it; None when it is not guarded."""
+    base = flag.split(".", 1)[0]
+    for guarded in GUARDED_FLAGS:
+        if base == guarded or (guarded.startswith("--") and len(base) > 3 and guarded.startswith(base)):
+            return guarded
+    return None
 
 
 def _flag_value(arguments, index):
@@ -67,21 +110,35 @@ def _flag_value(arguments, index):
 
 def _extra_args_problems(extra_args):
     problems = []
-    if isinstance(extra_args, str):
-        extra_args = shlex.split(extra_args)
-    for index, argument in enumerate(extra_args):
-        flag = _flag_name(str(argument))
-        if flag == "--kv-cache-dtype":
-            if _flag_value(extra_args, index).startswith("fp8"):
-                problems.append(f"vllm_service_extra_args sets --kv-cache-dtype fp8: {REASON_FP8_KV}. Remove it.")
+    arguments = vllm_service_argv(extra_args)
+    for index, argument in enumerate(arguments):
+        if not argument.startswith("-"):
+            continue
+        written = argument.split("=", 1)[0]
+        flag = _guarded_flag(_canonical_flag(argument))
+        as_written = f"{written} (vLLM reads it as {flag})" if flag and written != flag else written
+        if flag == "--api-key":
+            problems.append(
+                f"vllm_service_extra_args sets {as_written}: a key on the command line is visible in the unit and "
+                "the process list. Set vllm_service_api_key (from ansible-vault; the role keeps it in a root-only "
+                "environment file) instead."
+            )
+        elif flag == "--kv-cache-dtype":
+            if _flag_value(arguments, index).startswith("fp8"):
+                problems.append(f"vllm_service_extra_args sets {as_written} fp8: {REASON_FP8_KV}. Remove it.")
         elif flag in KV_OFFLOAD_FLAGS:
-            problems.append(f"vllm_service_extra_args sets {flag}: {REASON_OFFLOAD}. Remove it.")
+            problems.append(f"vllm_service_extra_args sets {as_written}: {REASON_OFFLOAD}. Remove it.")
         elif flag == "--kv-transfer-config":
-            if any(connector in _flag_value(extra_args, index) for connector in KV_OFFLOAD_CONNECTORS):
-                problems.append(f"vllm_service_extra_args sets a KV offloading connector: {REASON_OFFLOAD}. Remove it.")
+            value = _flag_value(arguments, index)
+            connectors = [name for name in KV_OFFLOAD_CONNECTORS if name in value]
+            if connectors:
+                problems.append(
+                    f"vllm_service_extra_args sets a KV offloading connector ({', '.join(connectors)} in "
+                    f"{written}): {REASON_OFFLOAD}. Remove it."
+                )
         elif flag in ROLE_OWNED_FLAGS:
             problems.append(
-                f"vllm_service_extra_args sets {flag}, which the role sets from {ROLE_OWNED_FLAGS[flag]}: "
+                f"vllm_service_extra_args sets {as_written}, which the role sets from {ROLE_OWNED_FLAGS[flag]}: "
                 f"set that variable instead."
             )
     return problems
@@ -96,29 +153,70 @@ def _int_problem(config, name, low, high):
     return None
 
 
-def vllm_config_problems(config):
-    """Every broken rule of a vllm_service configuration, as messages naming the variable and the fix."""
-    problems = []
-    block_size = config.get("vllm_service_block_size")
+def _block_size_problem(block_size):
     if str(block_size) != "1":
-        problems.append(
-            f"vllm_service_block_size is {block_size!r}: DeepSeek V3.2's sparse MLA backend on ROCm needs "
-            "--block-size 1. Set vllm_service_block_size to 1."
+        return (
+            f"vllm_service_block_size is {block_size!r}: the vendor guide requires --block-size 1 for DeepSeek V3.2's "
+            "sparse MLA backend on ROCm (vLLM 0.33 also accepts multiples of 16, which the guide has not "
+            "validated). Set vllm_service_block_size to 1."
         )
-    for name, low, high in (("vllm_service_tensor_parallel_size", 1, 64), ("vllm_service_port", 1, 65535)):
-        problem = _int_problem(config, name, low, high)
-        if problem:
-            problems.append(problem)
-    gpu_count = config.get("gpu_count")
+    return None
+
+
+def _tensor_parallel_problems(config):
     tp_size = config.get("vllm_service_tensor_parallel_size")
-    if gpu_count is not None and str(tp_size).isdigit() and int(tp_size) > int(gpu_count):
-        problems.append(
+    problem = _int_problem(config, "vllm_service_tensor_parallel_size", 1, 8)
+    if problem or int(tp_size) not in TENSOR_PARALLEL_SIZES:
+        return [
+            f"vllm_service_tensor_parallel_size is {tp_size!r}: it must be one of "
+            f"{', '.join(map(str, TENSOR_PARALLEL_SIZES))} (one instance runs on one node, every supported node has "
+            "8 GPUs, and the size must divide DeepSeek V3.2's 128 attention heads); the vendor guide uses 8."
+        ]
+    gpu_count = config.get("gpu_count")
+    if gpu_count is not None and int(tp_size) > int(gpu_count):
+        return [
             f"vllm_service_tensor_parallel_size is {tp_size} but the node shows {gpu_count} GPU(s): lower "
             "vllm_service_tensor_parallel_size or find the missing GPUs (amd-smi list, dmesg)."
-        )
+        ]
+    return []
+
+
+def _api_key_problems(config):
+    api_key = str(config.get("vllm_service_api_key") or "")
+    # None: the node's primary address, which is known only once its facts are gathered (never loopback).
+    address = config.get("vllm_service_listen_address")
+    loopback = address is not None and ipaddress.ip_address(address).is_loopback
+    if not api_key:
+        if config.get("vllm_service_api_key_required", True) and not loopback:
+            shown = address or "the node's primary address (the default)"
+            return [
+                f"vllm_service_api_key is empty but the API listens on {shown}: anyone who reaches it could use "
+                "the model. Set vllm_service_api_key from ansible-vault (vault_vllm_api_key in "
+                "inventories/prod/group_vars/all/vault.yml; generate one with `openssl rand -hex 32`), or set "
+                "vllm_service_api_key_required to false to serve without authentication."
+            ]
+        return []
+    if len(api_key) < 16 or any(character.isspace() for character in api_key):
+        return [
+            "vllm_service_api_key must be at least 16 characters without spaces (generate one with "
+            "`openssl rand -hex 32` and keep it in ansible-vault)."
+        ]
+    if any(word in api_key.lower() for word in PLACEHOLDER_WORDS) or len(set(api_key)) <= 2:
+        return [
+            "vllm_service_api_key is a placeholder (like the one in vault.yml.example), which anyone can guess: "
+            "generate a key with `openssl rand -hex 32` and put it in your vault file."
+        ]
+    return []
+
+
+def vllm_config_problems(config):
+    """Every broken rule of a vllm_service configuration, as messages naming the variable and the fix."""
+    problems = [problem for problem in [_block_size_problem(config.get("vllm_service_block_size"))] if problem]
+    problems.extend(_tensor_parallel_problems(config))
+    port = _int_problem(config, "vllm_service_port", 1, 65535)
     drain = _int_problem(config, "vllm_service_shutdown_timeout", 0, 86400)
     stop = _int_problem(config, "vllm_service_stop_timeout", 1, 86400)
-    problems.extend(problem for problem in (drain, stop) if problem)
+    problems.extend(problem for problem in (port, drain, stop) if problem)
     if not drain and not stop and int(config["vllm_service_stop_timeout"]) <= int(config["vllm_service_shutdown_timeout"]):
         problems.append(
             f"vllm_service_stop_timeout ({config['vllm_service_stop_timeout']} s) must be longer than "
@@ -130,7 +228,7 @@ def vllm_config_problems(config):
         problems.append(
             f"vllm_service_quantization is {quantization!r}: the DeepSeek V3.2 checkpoint is FP8; set it to fp8."
         )
-    problems.extend(_extra_args_problems(config.get("vllm_service_extra_args") or []))
+    problems.extend(_extra_args_problems(config.get("vllm_service_extra_args")))
     for name, value in (config.get("vllm_service_extra_env") or {}).items():
         if name in MANDATORY_ENV and str(value) != MANDATORY_ENV[name]:
             problems.append(
@@ -143,37 +241,25 @@ def vllm_config_problems(config):
                 f"vllm_service_extra_env sets the secret {name}; it would be visible in the unit and process "
                 "list. Use vllm_service_api_key (kept in a root-only environment file) instead."
             )
-    address = str(config.get("vllm_service_listen_address", ""))
-    try:
-        ipaddress.ip_address(address)
-    except ValueError:
-        problems.append(
-            f"vllm_service_listen_address is {address!r}, not an IP address: set the node address clients and the "
-            "load balancer use (0.0.0.0 opens every interface)."
-        )
+    address = config.get("vllm_service_listen_address")
+    address_valid = True
+    if address is not None:
+        try:
+            ipaddress.ip_address(str(address))
+        except ValueError:
+            address_valid = False
+            problems.append(
+                f"vllm_service_listen_address is {address!r}, not an IP address: set the node address clients and "
+                "the load balancer use (0.0.0.0 opens every interface)."
+            )
     image = str(config.get("vllm_service_image") or "")
-    prefetched = config.get("require_prefetched", True)
-    if not image and prefetched:
-        problems.append(
-            "vllm_service_image is empty: run the prefetch playbook (playbooks/prefetch.yml) first, which pulls and "
-            "verifies the image and records it, or set vllm_service_image to a reference with a tag or digest."
-        )
-    elif image and "@sha256:" not in image and ":" not in image.rsplit("/", 1)[-1]:
+    if image and "@sha256:" not in image and ":" not in image.rsplit("/", 1)[-1]:
         problems.append(
             f"vllm_service_image {image!r} has neither a tag nor a digest, so every pull may bring another "
             "release: pin a release tag (and its digest)."
         )
-    if not config.get("vllm_service_revision") and prefetched:
-        problems.append(
-            "vllm_service_revision is empty: run the prefetch playbook (playbooks/prefetch.yml) first, which "
-            "downloads and verifies the weights and records their commit."
-        )
-    api_key = config.get("vllm_service_api_key") or ""
-    if api_key and (len(api_key) < 16 or any(character.isspace() for character in api_key)):
-        problems.append(
-            "vllm_service_api_key must be at least 16 characters without spaces (generate one with "
-            "`openssl rand -hex 32` and keep it in ansible-vault)."
-        )
+    if address_valid:
+        problems.extend(_api_key_problems(config))
     return problems
 
 
@@ -181,4 +267,4 @@ class FilterModule:
     """Ansible filter plugin entry point."""
 
     def filters(self):
-        return {"vllm_config_problems": vllm_config_problems}
+        return {"vllm_config_problems": vllm_config_problems, "vllm_service_argv": vllm_service_argv}

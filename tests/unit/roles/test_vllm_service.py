@@ -47,7 +47,9 @@ def test_default_unit_has_the_mandatory_flags(role_renderer):
     assert "/srv/huggingface:/root/.cache/huggingface" in _flag(docker_args, "--volume")
     assert {"/var/lib/vllm/cache/triton:/root/.triton", "/var/lib/vllm/cache/vllm:/root/.cache/vllm",
             "/var/lib/vllm/cache/aiter:/root/.aiter"} <= set(_flag(docker_args, "--volume"))
-    assert _flag(vllm_args, "--model") == ["deepseek-ai/DeepSeek-V3.2"]
+    # The image's entrypoint is `vllm serve`: vLLM 0.33 takes the model as its first positional argument
+    # (`--model` is deprecated there).
+    assert vllm_args[0] == "deepseek-ai/DeepSeek-V3.2" and "--model" not in vllm_args
     assert _flag(vllm_args, "--revision") == ["a" * 40]
     assert _flag(vllm_args, "--tensor-parallel-size") == ["8"]
     assert _flag(vllm_args, "--block-size") == ["1"]
@@ -98,13 +100,16 @@ def test_env_file_holds_the_api_key_only_when_set(role_renderer):
     assert "VLLM_API_KEY" not in without.template("vllm.env.j2")
 
 
+KEY = "f3a94c0e7b21d58a6c9e04b7d1f2a3c5"
+
+
 def _settings(**overrides):
     settings = {
         "vllm_service_image": "vllm/vllm-openai-rocm:v0.33.0", "vllm_service_revision": "a" * 40,
         "vllm_service_tensor_parallel_size": 8, "vllm_service_block_size": 1, "vllm_service_quantization": "fp8",
         "vllm_service_extra_args": [], "vllm_service_extra_env": {}, "vllm_service_listen_address": "10.0.0.1",
-        "vllm_service_port": 8000, "vllm_service_api_key": "", "gpu_count": 8,
-        "vllm_service_shutdown_timeout": 90, "vllm_service_stop_timeout": 120,
+        "vllm_service_port": 8000, "vllm_service_api_key": KEY, "vllm_service_api_key_required": True,
+        "gpu_count": 8, "vllm_service_shutdown_timeout": 90, "vllm_service_stop_timeout": 120,
     }
     settings.update(overrides)
     return settings
@@ -127,8 +132,11 @@ def test_defaults_are_valid():
         ({"vllm_service_extra_args": ["--kv-offloading-size", "64"]}, "--kv-offloading-size"),
         ({"vllm_service_extra_args": ["--block-size", "16"]}, "set that variable instead"),
         ({"vllm_service_tensor_parallel_size": 8, "gpu_count": 7}, "shows 7 GPU(s)"),
-        ({"vllm_service_tensor_parallel_size": "eight"}, "must be a whole number"),
+        ({"vllm_service_tensor_parallel_size": "eight"}, "vllm_service_tensor_parallel_size is 'eight'"),
+        ({"vllm_service_tensor_parallel_size": 16}, "must be one of 1, 2, 4, 8"),
+        ({"vllm_service_tensor_parallel_size": 3}, "must be one of 1, 2, 4, 8"),
         ({"vllm_service_port": 70000}, "vllm_service_port must be from 1 to 65535"),
+        ({"vllm_service_port": -1}, "vllm_service_port must be from 1 to 65535, got -1"),
         ({"vllm_service_quantization": "awq"}, "vllm_service_quantization is 'awq'"),
         ({"vllm_service_extra_env": {"VLLM_ROCM_USE_AITER": "0"}}, "VLLM_ROCM_USE_AITER=1"),
         ({"vllm_service_extra_env": {"AITER_ENABLE_VSKIP": "1"}}, "AITER_ENABLE_VSKIP=0"),
@@ -136,10 +144,8 @@ def test_defaults_are_valid():
         ({"vllm_service_listen_address": "node1.example"}, "not an IP address"),
         ({"vllm_service_api_key": "short"}, "at least 16 characters"),
         ({"vllm_service_image": "vllm/vllm-openai-rocm"}, "neither a tag nor a digest"),
-        ({"vllm_service_image": ""}, "run the prefetch playbook"),
-        ({"vllm_service_revision": ""}, "vllm_service_revision is empty"),
         ({"vllm_service_stop_timeout": 60}, "vllm_service_stop_timeout (60 s) must be longer"),
-        ({"vllm_service_shutdown_timeout": -1}, "vllm_service_shutdown_timeout must be from 0"),
+        ({"vllm_service_shutdown_timeout": -1}, "vllm_service_shutdown_timeout must be"),
         ({"vllm_service_extra_args": ["--shutdown-timeout", "0"]}, "set that variable instead"),
     ],
 )
@@ -149,12 +155,94 @@ def test_forbidden_settings_are_refused_with_the_variable_named(overrides, expec
     assert expected in problems[0]
 
 
+# vLLM's parser reads `_` as `-` in a long option's name (before any `.`), fills a JSON option field by field from
+# a dotted flag, and (argparse's allow_abbrev) completes an unambiguous prefix.
+@pytest.mark.parametrize(
+    ("extra_args", "expected"),
+    [
+        (["--kv_cache_dtype", "fp8"], "--kv_cache_dtype (vLLM reads it as --kv-cache-dtype) fp8"),
+        (["--kv_cache_dtype=fp8_e5m2"], "--kv-cache-dtype) fp8"),
+        (["--kv-cache-d", "fp8"], "(vLLM reads it as --kv-cache-dtype) fp8"),
+        (["--kv_offloading_size", "64"], "(vLLM reads it as --kv-offloading-size)"),
+        (["--kv_offloading_backend=native"], "(vLLM reads it as --kv-offloading-backend)"),
+        (["--block_size", "16"], "(vLLM reads it as --block-size), which the role sets from vllm_service_block_size"),
+        (["--tensor_parallel_size", "16"], "sets from vllm_service_tensor_parallel_size"),
+        (["--api-key", "s3cr3t"], "a key on the command line is visible"),
+        (["--api_key=s3cr3t"], "(vLLM reads it as --api-key): a key on the command line"),
+        (["--kv-transfer-config", '{"kv_connector":"SimpleCPUOffloadConnector","kv_role":"kv_both"}'],
+         "SimpleCPUOffloadConnector"),
+        (["--kv-transfer-config", '{"kv_connector":"LMCacheMPConnector","kv_role":"kv_both"}'], "LMCacheMPConnector"),
+        (["--kv_transfer_config.kv_connector", "OffloadingConnector"], "KV offloading connector"),
+        (["--kv-transfer-config.kv_connector=LMCacheConnectorV1"], "LMCacheConnectorV1"),
+        ("--max-num-seqs 64 --kv_cache_dtype fp8", "vLLM reads it as --kv-cache-dtype"),
+    ],
+)
+def test_flag_guard_reads_flags_as_vllm_does(extra_args, expected):
+    problems = _filter()(_settings(vllm_service_extra_args=extra_args))
+    assert len(problems) == 1, problems
+    assert expected in problems[0]
+
+
+@pytest.mark.parametrize("extra_args", [
+    ["--max-num-seqs", "64"], ["--kv-cache-dtype", "auto"], ["--kv-transfer-config", '{"kv_connector":"NixlConnector"}'],
+    "--max-model-len 65536 --enable-prefix-caching",
+])
+def test_harmless_extra_args_pass(extra_args):
+    assert _filter()(_settings(vllm_service_extra_args=extra_args)) == []
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"vllm_service_api_key": ""}, "vllm_service_api_key is empty but the API listens on 10.0.0.1"),
+        ({"vllm_service_api_key": "", "vllm_service_listen_address": "0.0.0.0"}, "listens on 0.0.0.0"),
+        # On the controller, before facts: the default address is the node's primary one, never loopback.
+        ({"vllm_service_api_key": "", "vllm_service_listen_address": None}, "the node's primary address"),
+        ({"vllm_service_api_key": "change-me-to-a-long-random-string"}, "is a placeholder"),
+        ({"vllm_service_api_key": "x" * 40}, "is a placeholder"),
+    ],
+)
+def test_an_open_or_guessable_api_is_refused(overrides, expected):
+    problems = _filter()(_settings(**overrides))
+    assert len(problems) == 1, problems
+    assert expected in problems[0]
+
+
+@pytest.mark.parametrize("overrides", [
+    {"vllm_service_api_key": "", "vllm_service_listen_address": "127.0.0.1"},
+    {"vllm_service_api_key": "", "vllm_service_api_key_required": False},
+])
+def test_no_key_on_loopback_or_with_the_explicit_opt_out(overrides):
+    assert _filter()(_settings(**overrides)) == []
+
+
 def test_image_by_digest_is_accepted():
     assert _filter()(_settings(vllm_service_image="registry:5000/vllm/vllm-openai-rocm@sha256:" + "b" * 64)) == []
 
 
-def test_before_prefetch_the_missing_image_and_revision_are_not_yet_errors():
-    problems = _filter()(_settings(vllm_service_image="", vllm_service_revision="", require_prefetched=False))
-    assert problems == []
-    assert "neither a tag nor a digest" in _filter()(
-        _settings(vllm_service_image="vllm/vllm-openai-rocm", require_prefetched=False))[0]
+def test_before_prefetch_the_missing_image_and_revision_are_not_errors_of_the_configuration():
+    assert _filter()(_settings(vllm_service_image="", vllm_service_revision="")) == []
+
+
+@pytest.mark.parametrize("extra_args", [["--max-num-seqs", "64", "--chat-template", "/a b.jinja"],
+                                        "--max-num-seqs 64 --chat-template '/a b.jinja'"])
+def test_extra_args_as_a_list_or_a_string_render_the_same_arguments(role_renderer, extra_args):
+    _, argv = _exec_start(role_renderer, vllm_service_extra_args=extra_args)
+    assert _flag(argv, "--max-num-seqs") == ["64"]
+    assert _flag(argv, "--chat-template") == ["/a b.jinja"]
+
+
+def test_unit_runs_the_image_by_its_id_so_a_new_tag_for_it_changes_nothing(role_renderer):
+    image_id = "sha256:" + "c" * 64
+    unit_a, argv = _exec_start(role_renderer, vllm_service_image_id=image_id)
+    unit_b, _ = _exec_start(role_renderer, vllm_service_image_id=image_id,
+                            vllm_service_image="vllm/vllm-openai-rocm:v0.33.0-relabelled")
+    assert image_id in argv and "vllm/vllm-openai-rocm:v0.33.0" not in unit_a
+    assert unit_a == unit_b
+
+
+def test_start_is_bounded_and_groups_follow_gpu_access(role_renderer):
+    unit, _ = _exec_start(role_renderer)
+    assert "TimeoutStartSec=300" in unit and "infinity" not in unit
+    renderer = role_renderer("vllm_service", FACTS, overrides={**BASE, "gpu_access_render_group": "gpu"})
+    assert renderer.var("vllm_service_gpu_groups") == ["video", "gpu"]
