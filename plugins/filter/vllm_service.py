@@ -49,10 +49,11 @@ TENSOR_PARALLEL_SIZES = (1, 2, 4, 8)
 PLACEHOLDER_WORDS = ("change-me", "changeme", "replace-me", "your-api-key", "your_api_key", "example", "placeholder")
 KV_OFFLOAD_FLAGS = ("--kv-offloading-size", "--kv-offloading-backend")
 # vLLM 0.33.0's connector factory (vllm/distributed/kv_transfer/kv_connector/factory.py): the connectors that
-# move KV blocks out of HBM into CPU memory, local disk or a storage service.
+# move KV blocks out of HBM into CPU memory, local disk or a storage service (found anywhere in the value, so also
+# inside a MultiConnector). The others (Nixl*, MoRIIO, Mooncake) transfer KV between prefill and decode servers.
 KV_OFFLOAD_CONNECTORS = (
     "OffloadingConnector", "SimpleCPUOffloadConnector", "LMCacheConnectorV1", "LMCacheMPConnector",
-    "MooncakeStoreConnector", "HF3FSKVConnector", "FlexKVConnectorV1",
+    "MooncakeStoreConnector", "HF3FSKVConnector", "FlexKVConnectorV1", "HiSparseConnector", "ExampleConnector",
 )
 # The flags the guard looks for, longest first: argparse (allow_abbrev) also takes an unambiguous prefix.
 GUARDED_FLAGS = sorted(
@@ -96,7 +97,8 @@ def _guarded_flag(flag: str):
     complete to it; None when it is not guarded."""
     base = flag.split(".", 1)[0]
     for guarded in GUARDED_FLAGS:
-        if base == guarded or (guarded.startswith("--") and len(base) > 3 and guarded.startswith(base)):
+        if base == guarded or (len(base.lstrip("-")) > 0 and len(base) > (3 if base.startswith("--") else 1)
+                               and guarded.startswith(base) and base.startswith("--") == guarded.startswith("--")):
             return guarded
     return None
 

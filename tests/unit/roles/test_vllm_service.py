@@ -175,6 +175,10 @@ def test_forbidden_settings_are_refused_with_the_variable_named(overrides, expec
         (["--kv_transfer_config.kv_connector", "OffloadingConnector"], "KV offloading connector"),
         (["--kv-transfer-config.kv_connector=LMCacheConnectorV1"], "LMCacheConnectorV1"),
         ("--max-num-seqs 64 --kv_cache_dtype fp8", "vLLM reads it as --kv-cache-dtype"),
+        (["-t", "4"], "(vLLM reads it as -tp), which the role sets from vllm_service_tensor_parallel_size"),
+        (["-tp=4"], "-tp, which the role sets from vllm_service_tensor_parallel_size"),
+        (["--kv-transfer-config", '{"kv_connector":"MultiConnector","kv_connector_extra_config":{"connectors":'
+          '[{"kv_connector":"NixlConnector"},{"kv_connector":"HiSparseConnector"}]}}'], "HiSparseConnector"),
     ],
 )
 def test_flag_guard_reads_flags_as_vllm_does(extra_args, expected):

@@ -5,8 +5,9 @@
 set -euo pipefail
 
 readonly SUITE=bookworm
-# What a freshly installed minimal server has, plus python3 for Ansible.
-readonly PACKAGES=systemd,systemd-sysv,dbus,python3,sudo,ca-certificates,iproute2,udev,kmod,procps,curl,gnupg,less
+# What a freshly installed minimal server has (python3-apt too: Ubuntu Server and a standard Debian install ship
+# it, and Ansible's apt module needs it in check mode), plus python3 for Ansible.
+readonly PACKAGES=systemd,systemd-sysv,dbus,python3,python3-apt,sudo,ca-certificates,iproute2,udev,kmod,procps,curl,gnupg,less
 readonly REPO=gpu-sim/debian12-base
 
 tag=$(sha256sum "${BASH_SOURCE[0]}" | cut -c1-12)
