@@ -47,17 +47,22 @@ TRAIN_PROMPT = (
 # of holding the request until the client's timeout (vLLM also clamps them to the context left).
 MAX_TOKENS = {"chat": 512, "tools": 512, "reasoning": 4096}
 
-# The train question's answer is (120 + 180) km / (2 + 3) h = 60 km/h. Accepted spellings, after removing
-# Markdown and LaTeX markup (`**60 km/h**`, `$60 \text{ km/h}$`, `\boxed{60\,\text{km/h}}`): 60 or 60.0,
-# optional spaces, then km/h, km / h, km/hr, km/hour, kmh, kmph, kph, km per hour, kilometers (kilometres) per
-# hour or an hour, or km h^-1 / km·h⁻¹; case-insensitive. 160 km/h, 6.60 km/h or 60 mph do not match.
+# The train question's answer is (120 + 180) km / (2 + 3) h = 60 km/h, and the answer is judged by its final
+# speed: the last number with a km/h unit it states, so "not 60 km/h; the answer is 50 km/h" fails. Spellings,
+# after removing Markdown and LaTeX markup (`**60 km/h**`, `$60 \text{ km/h}$`, `\boxed{60\,\text{km/h}}`): the
+# number (60 or 60.0), optional spaces, then km/h, km / h, km/hr, km/hour, kmh, kmph, kph, km per hour,
+# kilometers (kilometres) per hour or an hour, or km h^-1 / km·h⁻¹; case-insensitive. Speeds in other units
+# (a conversion after the answer) do not count; 160 km/h, 6.60 km/h or 60 mph are not 60 km/h.
 _MARKUP = re.compile(r"\\(?:text|mathrm|textbf|mathbf|operatorname|cdot)|\\[ ,;:!]|[{}$*_]")
-_SPEED_ANSWER = re.compile(
-    r"(?<![\d.])60(?:\.0+)?\s*"
+_SPEED = re.compile(
+    r"(?<![\d.,])(\d+(?:\.\d+)?)\s*"
     r"(?:(?:km\s*/\s*h(?:r|our)?|kmp?h|kph|km\s+per\s+hour|kilomet(?:er|re)s?\s*(?:per|an|/)\s*hour)\b"
     r"|km\s*[·⋅]?\s*h\s*(?:⁻¹|\^\s*-1))",
     re.IGNORECASE,
 )
+
+# The weather question's location: San Francisco, optionally followed by more ("San Francisco, CA").
+_SAN_FRANCISCO = re.compile(r"san\s+francisco\b", re.IGNORECASE)
 
 HINT_TOOL_FLAGS = (
     "start vLLM with --enable-auto-tool-choice --tool-call-parser deepseek_v32 "
@@ -257,9 +262,15 @@ def known_error_hint(status: int, body: t.Any) -> str | None:
     return None
 
 
+def final_speed(content: str) -> float | None:
+    """The last speed in km/h the answer states (see _SPEED), None when it states none."""
+    speeds = _SPEED.findall(_MARKUP.sub(" ", content))
+    return float(speeds[-1]) if speeds else None
+
+
 def answer_has_expected_speed(content: str) -> bool:
-    """True when the answer states 60 km/h in one of the accepted spellings (see _SPEED_ANSWER)."""
-    return bool(_SPEED_ANSWER.search(_MARKUP.sub(" ", content)))
+    """True when the answer's final speed is 60 km/h."""
+    return final_speed(content) == 60
 
 
 def _result(name: str, passed: bool, detail: str, hint: str | None = None) -> dict:
@@ -356,13 +367,16 @@ def _tool_call_problem(call: dict) -> tuple[str | None, str | None]:
         return f"function.arguments that is JSON but not an object: {excerpt(arguments)}", HINT_TOOL_PARSER
     if "location" not in parsed:
         return f'function.arguments without "location": {excerpt(arguments)}', None
+    location = parsed["location"]
+    if not isinstance(location, str) or not _SAN_FRANCISCO.match(location.strip()):
+        return f'"location" {json.dumps(location, ensure_ascii=False)} does not name San Francisco', None
     return None, None
 
 
 def validate_tools(status: int, body: t.Any) -> dict:
     expected = (
         "200 with a function tool call get_weather whose arguments are a JSON string of an object with "
-        '"location", and finish_reason tool_calls'
+        '"location" naming San Francisco, and finish_reason tool_calls'
     )
     if status != 200:
         return _http_failure("tools", expected, status, body)
@@ -403,8 +417,14 @@ def validate_tools(status: int, body: t.Any) -> dict:
     return _result("tools", True, f"200, get_weather({arguments}), finish_reason tool_calls")
 
 
+def _wrong_answer(content: str) -> str:
+    speed = final_speed(content)
+    said = f"whose final speed is {speed:g} km/h, not 60 km/h" if speed is not None else "that states no speed in km/h"
+    return f"an answer {said}: {excerpt(content, tail=True)}"
+
+
 def validate_reasoning(status: int, body: t.Any) -> dict:
-    expected = "200 with a non-empty message.reasoning and an answer that says 60 km/h"
+    expected = "200 with a non-empty message.reasoning and an answer whose final speed is 60 km/h"
     if status != 200:
         return _http_failure("reasoning", expected, status, body)
     parts = _first_message(body)
@@ -424,7 +444,7 @@ def validate_reasoning(status: int, body: t.Any) -> dict:
         if choice.get("finish_reason") == "length":
             hints.append(HINT_LENGTH)
     elif not answer_has_expected_speed(content):
-        problems.append(f"an answer without 60 km/h: {excerpt(content, tail=True)}")
+        problems.append(_wrong_answer(content))
     if problems:
         return _failed("reasoning", expected, problems, "; ".join(hints) or None)
     return _result(

@@ -16,15 +16,18 @@ description:
   - C(chat) - "Hello, who are you?" gets status 200, a non-empty C(choices[0].message.content) and
     C(finish_reason) C(stop) or C(length).
   - C(tools) - the C(get_weather) request (San Francisco) gets a C(tool_calls) entry of type C(function) named
-    C(get_weather) whose C(function.arguments) is a JSON string of an object with C(location), and
+    C(get_weather) whose C(function.arguments) is a JSON string of an object whose C(location) is a string
+    naming San Francisco (it starts with C(San Francisco), case-insensitive, as in C(San Francisco, CA)), and
     C(finish_reason) C(tool_calls). Tool call ids are not checked.
   - >-
     C(reasoning) - the train question, sent with C(chat_template_kwargs) C({"thinking": true}) (the guide's
     request omits it, and DeepSeek V3.2 thinks only when asked), gets a non-empty C(message.reasoning)
-    (C(message.reasoning_content) on images older than vLLM 0.16) and content that says 60 km/h. Accepted
-    spellings, case-insensitive, after Markdown and LaTeX markup is removed - C(60) or C(60.0), optional spaces,
-    then C(km/h), C(km / h), C(km/hr), C(km/hour), C(kmh), C(kmph), C(kph), C(km per hour), C(kilometers per
-    hour) (also C(kilometres), C(an hour)), or C(km h^-1) (C(km·h⁻¹)). C(160 km/h) and C(60 mph) do not match.
+    (C(message.reasoning_content) on images older than vLLM 0.16) and content whose final answer is 60 km/h -
+    the last speed in km/h the content states, so C(Not 60 km/h; the answer is 50 km/h.) fails, and a
+    conversion to other units after the answer does not count. Spellings, case-insensitive, after Markdown and
+    LaTeX markup is removed - C(60) or C(60.0), optional spaces, then C(km/h), C(km / h), C(km/hr),
+    C(km/hour), C(kmh), C(kmph), C(kph), C(km per hour), C(kilometers per hour) (also C(kilometres),
+    C(an hour)), or C(km h^-1) (C(km·h⁻¹)). C(160 km/h) and C(60 mph) are not 60 km/h.
   - >-
     C(auth) - a C(GET /v1/models) without the key gets 401 with vLLM's body C({"error": "Unauthorized"}). Every
     other request sends C(Authorization: Bearer <api_key>) when O(api_key) is set.

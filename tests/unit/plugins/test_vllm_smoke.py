@@ -96,7 +96,7 @@ VALIDATOR_CASES = [
     ("reasoning", 200, "reasoning_ok.json", True, ["reasoning of", "60 km/h"], None),
     ("reasoning", 200, "reasoning_content_old.json", True, ["reasoning_content of", "boxed"], None),
     ("reasoning", 200, "reasoning_missing.json", False, ["no reasoning"], H.HINT_REASONING_OFF),
-    ("reasoning", 200, "reasoning_wrong_answer.json", False, ["an answer without 60 km/h", "50 km/h"], None),
+    ("reasoning", 200, "reasoning_wrong_answer.json", False, ["final speed is 50 km/h, not 60 km/h"], None),
     ("reasoning", 400, "error_chat_template_400.json", False, ["400 BadRequestError"], H.HINT_TOKENIZER_MODE),
     ("auth", 401, "error_unauthorized_401.json", True, ['401 {"error": "Unauthorized"}'], None),
     ("auth", 200, "models_list.json", False, ["200: the request without a key was served"], H.HINT_NO_AUTH),
@@ -134,6 +134,27 @@ def test_tool_arguments_must_be_a_json_string_of_an_object_with_location():
     assert not no_location["passed"] and 'without "location"' in no_location["detail"]
     as_list = _tools_variant(lambda choice: choice["message"]["tool_calls"][0]["function"].update(arguments="[1]"))
     assert not as_list["passed"] and "not an object" in as_list["detail"]
+
+
+@pytest.mark.parametrize("location", ["San Francisco", "San Francisco, CA", "san francisco, California, USA"])
+def test_a_location_naming_san_francisco_passes(location):
+    result = _tools_variant(
+        lambda choice: choice["message"]["tool_calls"][0]["function"].update(
+            arguments=json.dumps({"location": location})
+        )
+    )
+    assert result["passed"], result["detail"]
+
+
+@pytest.mark.parametrize("location", ["", 123, None, "Paris", "SF", "South San Francisco", "San Franciscan"])
+def test_a_location_that_does_not_name_san_francisco_fails(location):
+    result = _tools_variant(
+        lambda choice: choice["message"]["tool_calls"][0]["function"].update(
+            arguments=json.dumps({"location": location})
+        )
+    )
+    assert not result["passed"]
+    assert f'"location" {json.dumps(location)} does not name San Francisco' in result["detail"]
 
 
 def test_tool_call_needs_finish_reason_tool_calls_and_the_right_function():
@@ -218,10 +239,44 @@ def test_accepted_spellings_of_the_answer(answer):
 
 
 @pytest.mark.parametrize(
-    "answer", ["160 km/h", "6.60 km/h", "60 miles per hour", "60 mph", "60", "about 50 km/h", "600 km/h", "60 km"]
+    "answer",
+    [
+        "160 km/h",
+        "6.60 km/h",
+        "60 miles per hour",
+        "60 mph",
+        "60",
+        "about 50 km/h",
+        "600 km/h",
+        "60 km",
+        "1,060 km/h",
+        # The final answer counts, not a mention of 60 km/h on the way.
+        "Not 60 km/h; the answer is 50 km/h.",
+        "Each leg runs at 60 km/h, so the average speed is **72 km/h**.",
+    ],
 )
 def test_wrong_answers_do_not_match(answer):
     assert not vllm_smoke.answer_has_expected_speed(answer)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "Averaging the two legs' speeds would be wrong; total distance over total time gives 60 km/h.",
+        "The average speed is 60 km/h (about 37.3 mph, or 16.7 m/s).",
+        "Not 50 km/h: the average speed is $\\boxed{60\\ \\text{km/h}}$",
+    ],
+)
+def test_the_final_speed_is_judged_whatever_comes_before_or_in_other_units(answer):
+    assert vllm_smoke.answer_has_expected_speed(answer)
+
+
+def test_a_final_answer_other_than_60_names_it():
+    body = fixture("reasoning_ok.json")
+    body["choices"][0]["message"]["content"] = "Not 60 km/h; the answer is 50 km/h."
+    result = vllm_smoke.validate_reasoning(200, body)
+    assert not result["passed"]
+    assert "an answer whose final speed is 50 km/h, not 60 km/h" in result["detail"]
 
 
 # Retry policy -----------------------------------------------------------------------------------------------
@@ -477,7 +532,7 @@ def test_a_wrong_answer_is_not_retried(fake_vllm):
     assert failed and server.routes_seen() == ["reasoning"]
     assert _by_name(result)["reasoning"]["response"] == fixture("reasoning_wrong_answer.json")
     assert "1 of 1 vLLM smoke checks failed" in result["msg"]
-    assert "an answer without 60 km/h" in result["msg"]
+    assert "final speed is 50 km/h, not 60 km/h" in result["msg"]
 
 
 def test_a_known_vllm_error_fails_the_task_with_its_fix(fake_vllm):
