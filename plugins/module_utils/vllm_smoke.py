@@ -4,8 +4,9 @@ The request builders, the validators and the retry policy are pure, so they can 
 responses; `send` is the only function that talks HTTP. Response shapes and error texts follow vLLM 0.33's
 sources (vllm/entrypoints/openai, vllm/entrypoints/serve, vllm/renderers).
 
-Each validator takes (status, parsed body) and returns {name, passed, detail, hint?}: `detail` says what was
-expected and what came back, `hint` names the likely fix when the failure is a known one.
+Each validator takes (status, parsed body) and returns {name, passed, detail, hint?, warning?}: `detail` says
+what was expected and what came back, `hint` names the likely fix when the failure is a known one, `warning`
+what an operator should know about a check that passed.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from http.client import HTTPException
 from ansible.module_utils.urls import ConnectionError as UrlConnectionError
 from ansible.module_utils.urls import SSLValidationError, open_url
 
-DEFAULT_CHECKS = ("models", "chat", "tools", "reasoning")
-# auth needs an API key; it is added to the default checks when one is configured.
-ALL_CHECKS = (*DEFAULT_CHECKS, "auth")
+# Every check, in the order they run by default. auth runs with or without a configured key: without one it
+# reports whether the endpoint is open.
+CHECKS = ("models", "chat", "tools", "reasoning", "auth")
 
 # The vendor guide's three requests ("Test Endpoints").
 CHAT_PROMPT = "Hello, who are you?"
@@ -92,6 +93,10 @@ HINT_API_KEY = (
 HINT_NO_AUTH = (
     "the API answers without a key: the service runs without --api-key / VLLM_API_KEY "
     "(set vllm_service_api_key and restart it)"
+)
+WARNING_OPEN = (
+    "anyone who reaches base_url can use the model: set vllm_service_api_key (vLLM's --api-key) if that is not "
+    "intended"
 )
 HINT_PROXY_AUTH = 'something in front of vLLM answered; vLLM itself answers 401 with {"error": "Unauthorized"}'
 HINT_MODEL_NAME = (
@@ -273,10 +278,12 @@ def answer_has_expected_speed(content: str) -> bool:
     return final_speed(content) == 60
 
 
-def _result(name: str, passed: bool, detail: str, hint: str | None = None) -> dict:
+def _result(name: str, passed: bool, detail: str, hint: str | None = None, warning: str | None = None) -> dict:
     result = {"name": name, "passed": passed, "detail": detail}
     if hint and not passed:
         result["hint"] = hint
+    if warning and passed:
+        result["warning"] = warning
     return result
 
 
@@ -452,7 +459,9 @@ def validate_reasoning(status: int, body: t.Any) -> dict:
     )
 
 
-def validate_auth(status: int, body: t.Any) -> dict:
+def validate_auth(status: int, body: t.Any, key_configured: bool = True) -> dict:
+    if not key_configured:
+        return _open_endpoint(status, body)
     expected = '401 {"error": "Unauthorized"} for a request without the API key'
     if status == 401 and body == {"error": "Unauthorized"}:
         return _result("auth", True, '401 {"error": "Unauthorized"} without the key')
@@ -463,13 +472,26 @@ def validate_auth(status: int, body: t.Any) -> dict:
     return _http_failure("auth", expected, status, body)
 
 
-VALIDATORS = {"chat": validate_chat, "tools": validate_tools, "reasoning": validate_reasoning, "auth": validate_auth}
+def _open_endpoint(status: int, body: t.Any) -> dict:
+    """auth without a configured key: whether the server answers a request without one."""
+    if status == 200:
+        return _result(
+            "auth", True, "200 without a key: the endpoint is open, and no API key is configured", None, WARNING_OPEN
+        )
+    if status == 401:
+        return _result("auth", True, f"{error_summary(status, body)} without a key: the endpoint is not open")
+    return _http_failure("auth", "an answer to a request without a key (none is configured)", status, body)
 
 
-def validate(name: str, status: int, body: t.Any, model: str) -> dict:
-    """The check's validator; models also needs the model name it looks for."""
+VALIDATORS = {"chat": validate_chat, "tools": validate_tools, "reasoning": validate_reasoning}
+
+
+def validate(name: str, status: int, body: t.Any, settings: SmokeSettings) -> dict:
+    """The check's validator; models needs the model name it looks for, auth whether a key is configured."""
     if name == "models":
-        return validate_models(status, body, model)
+        return validate_models(status, body, settings.model)
+    if name == "auth":
+        return validate_auth(status, body, settings.api_key is not None)
     return VALIDATORS[name](status, body)
 
 
@@ -590,7 +612,7 @@ def run_check(name: str, settings: SmokeSettings, sleep: t.Callable[[float], Non
     if last["status"] is None:
         result = _no_answer_result(name, last, len(attempts), settings.timeout)
     else:
-        result = validate(name, last["status"], last["body"], settings.model)
+        result = validate(name, last["status"], last["body"], settings)
     result.update(
         request=f"{request.method} {request.path}",
         status=last["status"],
@@ -622,7 +644,10 @@ def run_checks(
 
 
 def summary_line(result: dict) -> str:
-    """PASS/FAIL, the check, what came back; for a failure also the likely fix and the number of attempts."""
+    """PASS/WARN/FAIL, the check, what came back; for a warning also what to know, for a failure the likely fix
+    and the number of attempts."""
+    if result["passed"] and result.get("warning"):
+        return f"WARN {result['name']}: {result['detail']} in {result['latency_s']:.1f} s. {result['warning']}"
     if result["passed"]:
         return f"PASS {result['name']}: {result['detail']} in {result['latency_s']:.1f} s"
     line = f"FAIL {result['name']}: {result['detail']}"

@@ -30,7 +30,9 @@ description:
     C(an hour)), or C(km h^-1) (C(km·h⁻¹)). C(160 km/h) and C(60 mph) are not 60 km/h.
   - >-
     C(auth) - a C(GET /v1/models) without the key gets 401 with vLLM's body C({"error": "Unauthorized"}). Every
-    other request sends C(Authorization: Bearer <api_key>) when O(api_key) is set.
+    other request sends C(Authorization: Bearer <api_key>) when O(api_key) is set. Without O(api_key) the
+    request still goes out, and says whether the endpoint is open - a 200 passes with a warning (a C(WARN)
+    summary line saying the endpoint is open), a 401 passes.
   - Each request has its own O(timeout); transient failures (connection refused or reset, timeouts, HTTP 429 and
     5xx) are retried up to O(retries) times, O(retry_delay) seconds apart. A wrong answer is never retried.
   - Chat requests carry C(max_tokens) (512, 512, 4096) so a runaway generation ends on its own.
@@ -58,14 +60,13 @@ options:
     default: deepseek-ai/DeepSeek-V3.2
   api_key:
     description:
-      - The service's API key (C(--api-key) or C(VLLM_API_KEY)). Sent as a bearer token, and enables the C(auth)
-        check by default.
+      - The service's API key (C(--api-key) or C(VLLM_API_KEY)). Sent as a bearer token; with it, the C(auth)
+        check wants a request without it refused, without it, C(auth) reports whether the endpoint is open.
     type: str
   checks:
     description:
       - Checks to run, in this order. Duplicates are dropped.
-      - Default is C(models), C(chat), C(tools), C(reasoning), plus C(auth) when O(api_key) is set.
-      - C(auth) requires O(api_key).
+      - Default is every check, in the order of the choices.
     type: list
     elements: str
     choices: [models, chat, tools, reasoning, auth]
@@ -150,12 +151,16 @@ passed:
   type: bool
   sample: true
 summary:
-  description: One line per check - PASS or FAIL, the check, what came back, and for a failure the likely fix.
+  description:
+    - One line per check - PASS, WARN or FAIL, the check, what came back, and for a failure the likely fix.
+    - WARN is a check that passed with something to know (C(warning)), such as an open endpoint.
   returned: always
   type: list
   elements: str
   sample:
     - "PASS models: 200, serves deepseek-ai/DeepSeek-V3.2 (max_model_len 163840) in 0.0 s"
+    - "WARN auth: 200 without a key: the endpoint is open, and no API key is configured in 0.0 s. Anyone who
+      reaches base_url can use the model: ..."
     - "FAIL tools: expected 200 with a function tool call get_weather ...; got 400 BadRequestError:
       \"\\\"auto\\\" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set\".
       Likely fix: start vLLM with --enable-auto-tool-choice --tool-call-parser deepseek_v32 ..."
@@ -178,6 +183,10 @@ results:
       description: The likely fix of a failure with a known cause.
       type: str
       returned: when the check failed and the cause is known
+    warning:
+      description: What to know about a check that passed, such as an endpoint open to anyone.
+      type: str
+      returned: when the check passed with something to know
     skipped:
       description: True when the check did not run because /v1/models got no answer.
       type: bool
@@ -217,18 +226,16 @@ import tempfile
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.vllm_smoke import ALL_CHECKS, DEFAULT_CHECKS, SmokeSettings, run_checks, summary_line
+from ansible.module_utils.vllm_smoke import CHECKS, SmokeSettings, run_checks, summary_line
 
 
 def _checks(module: AnsibleModule) -> list[str]:
     requested = module.params["checks"]
     if requested is None:
-        return list(DEFAULT_CHECKS) + (["auth"] if module.params["api_key"] else [])
+        return list(CHECKS)
     checks = list(dict.fromkeys(requested))
     if not checks:
-        module.fail_json(msg="checks is empty: name at least one of " + ", ".join(ALL_CHECKS))
-    if "auth" in checks and not module.params["api_key"]:
-        module.fail_json(msg="checks contains auth, which needs api_key: set api_key to the service's API key")
+        module.fail_json(msg="checks is empty: name at least one of " + ", ".join(CHECKS))
     return checks
 
 
@@ -270,7 +277,7 @@ def main() -> None:
             base_url=dict(type="str", required=True),
             model=dict(type="str", default="deepseek-ai/DeepSeek-V3.2"),
             api_key=dict(type="str", no_log=True),
-            checks=dict(type="list", elements="str", choices=list(ALL_CHECKS)),
+            checks=dict(type="list", elements="str", choices=list(CHECKS)),
             timeout=dict(type="float", default=300.0),
             retries=dict(type="int", default=3),
             retry_delay=dict(type="float", default=10.0),

@@ -28,6 +28,9 @@ if str(REPO / "plugins" / "module_utils") not in ansible.module_utils.__path__:
     ansible.module_utils.__path__.append(str(REPO / "plugins" / "module_utils"))
 from ansible.module_utils import vllm_smoke  # noqa: E402
 
+KEYED = vllm_smoke.SmokeSettings("http://vllm:8000", MODEL, api_key=API_KEY)
+OPEN = vllm_smoke.SmokeSettings("http://vllm:8000", MODEL)
+
 
 def fixture(name: str):
     return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
@@ -108,7 +111,7 @@ VALIDATOR_CASES = [
     "check, status, name, passed, words, hint", VALIDATOR_CASES, ids=[f"{c[0]}-{c[2]}" for c in VALIDATOR_CASES]
 )
 def test_validator_on_fixture(check, status, name, passed, words, hint):
-    result = vllm_smoke.validate(check, status, fixture(name), MODEL)
+    result = vllm_smoke.validate(check, status, fixture(name), KEYED)
     assert (result["name"], result["passed"]) == (check, passed), result["detail"]
     for word in words:
         assert word in result["detail"]
@@ -192,6 +195,19 @@ def test_reasoning_cut_at_max_tokens_says_so():
     assert not result["passed"]
     assert "content null, finish_reason 'length'" in result["detail"]
     assert result["hint"] == vllm_smoke.HINT_LENGTH
+
+
+def test_without_a_key_the_auth_check_says_whether_the_endpoint_is_open():
+    open_endpoint = vllm_smoke.validate("auth", 200, fixture("models_list.json"), OPEN)
+    assert open_endpoint["passed"] and "the endpoint is open" in open_endpoint["detail"]
+    assert open_endpoint["warning"] == vllm_smoke.WARNING_OPEN
+    line = vllm_smoke.summary_line({**open_endpoint, "latency_s": 0.01})
+    assert line.startswith("WARN auth: 200 without a key: the endpoint is open") and line.endswith(
+        vllm_smoke.WARNING_OPEN
+    )
+    guarded = vllm_smoke.validate("auth", 401, fixture("error_unauthorized_401.json"), OPEN)
+    assert guarded["passed"] and "warning" not in guarded
+    assert vllm_smoke.summary_line({**guarded, "latency_s": 0.01}).startswith("PASS auth: 401")
 
 
 def test_auth_401_from_something_else_than_vllm_fails():
@@ -419,14 +435,17 @@ def test_a_healthy_server_passes_every_default_check(fake_vllm):
     server = fake_vllm()
     failed, result = run_module(base_url=server.url + "/v1/", retry_delay=0)
     assert not failed and result["passed"] and result["changed"] is False
-    assert [check["name"] for check in result["results"]] == ["models", "chat", "tools", "reasoning"]
+    assert [check["name"] for check in result["results"]] == ["models", "chat", "tools", "reasoning", "auth"]
     assert [line.split(":")[0] for line in result["summary"]] == [
         "PASS models",
         "PASS chat",
         "PASS tools",
         "PASS reasoning",
+        "WARN auth",
     ]
-    assert server.routes_seen() == ["models", "chat", "tools", "reasoning"]
+    # No key configured and none needed: the summary says so instead of skipping the auth check.
+    assert "the endpoint is open" in result["summary"][-1]
+    assert server.routes_seen() == ["models", "chat", "tools", "reasoning", "models"]
     assert all("Authorization" not in request["headers"] for request in server.requests)
     assert server.requests[3]["payload"]["chat_template_kwargs"] == {"thinking": True}
     reasoning = _by_name(result)["reasoning"]
@@ -496,7 +515,7 @@ def test_check_mode_runs_the_read_only_checks_but_writes_no_report(fake_vllm, tm
     report_path = tmp_path / "node1.json"
     failed, result = run_module(check_mode=True, base_url=server.url, report_path=str(report_path), retry_delay=0)
     assert not failed and result["passed"]
-    assert server.routes_seen() == ["models", "chat", "tools", "reasoning"]
+    assert server.routes_seen() == ["models", "chat", "tools", "reasoning", "models"]
     assert not report_path.exists() and "report_path" not in result
 
 
@@ -545,6 +564,7 @@ def test_a_known_vllm_error_fails_the_task_with_its_fix(fake_vllm):
         "PASS chat",
         "FAIL tools",
         "PASS reasoning",
+        "WARN auth",
     ]
     assert "Likely fix: " + vllm_smoke.HINT_TOOL_FLAGS in result["msg"]
 
@@ -562,13 +582,13 @@ def test_nothing_listening_fails_models_and_skips_the_rest():
         ("chat", True),
         ("tools", True),
         ("reasoning", True),
+        ("auth", True),
     ]
 
 
 @pytest.mark.parametrize(
     "args, message",
     [
-        ({"checks": ["auth"]}, "checks contains auth, which needs api_key"),
         ({"checks": []}, "checks is empty"),
         ({"timeout": 0}, "timeout must be more than 0 seconds"),
         ({"retries": -1}, "retries must be 0 or more"),
