@@ -11,6 +11,7 @@ what an operator should know about a check that passed.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import ssl
@@ -25,6 +26,10 @@ from ansible.module_utils.urls import SSLValidationError, open_url
 # Every check, in the order they run by default. auth runs with or without a configured key: without one it
 # reports whether the endpoint is open.
 CHECKS = ("models", "chat", "tools", "reasoning", "auth")
+# Checks that read the release the server reports (GET /version), asked once per run.
+NEEDS_VERSION = ("reasoning",)
+# vLLM 0.16 renamed the message's reasoning_content to reasoning.
+REASONING_RENAMED_IN = (0, 16)
 
 # The vendor guide's three requests ("Test Endpoints").
 CHAT_PROMPT = "Hello, who are you?"
@@ -430,7 +435,24 @@ def _wrong_answer(content: str) -> str:
     return f"an answer {said}: {excerpt(content, tail=True)}"
 
 
-def validate_reasoning(status: int, body: t.Any) -> dict:
+def _release(version: str | None) -> tuple[int, int] | None:
+    match = re.match(r"v?(\d+)\.(\d+)", version or "")
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def legacy_field_warning(version: str | None) -> str | None:
+    """What to say about reasoning in reasoning_content from a server that reports `version`; None when that is
+    the field of its release or the release is unknown."""
+    release = _release(version)
+    if release is None or release < REASONING_RENAMED_IN:
+        return None
+    return (
+        f"reasoning_content is the old field (vLLM < 0.16); the server reports vLLM {version}, which sends "
+        "reasoning, so clients that read reasoning get none: something in front of vLLM renames it"
+    )
+
+
+def validate_reasoning(status: int, body: t.Any, version: str | None = None) -> dict:
     expected = "200 with a non-empty message.reasoning and an answer whose final speed is 60 km/h"
     if status != 200:
         return _http_failure("reasoning", expected, status, body)
@@ -454,8 +476,13 @@ def validate_reasoning(status: int, body: t.Any) -> dict:
         problems.append(_wrong_answer(content))
     if problems:
         return _failed("reasoning", expected, problems, "; ".join(hints) or None)
+    warning = legacy_field_warning(version) if field == "reasoning_content" else None
     return _result(
-        "reasoning", True, f"200, {field} of {len(reasoning)} characters, answer {excerpt(content, 80, tail=True)}"
+        "reasoning",
+        True,
+        f"200, {field} of {len(reasoning)} characters, answer {excerpt(content, 80, tail=True)}",
+        None,
+        warning,
     )
 
 
@@ -486,12 +513,15 @@ def _open_endpoint(status: int, body: t.Any) -> dict:
 VALIDATORS = {"chat": validate_chat, "tools": validate_tools, "reasoning": validate_reasoning}
 
 
-def validate(name: str, status: int, body: t.Any, settings: SmokeSettings) -> dict:
-    """The check's validator; models needs the model name it looks for, auth whether a key is configured."""
+def validate(name: str, status: int, body: t.Any, settings: SmokeSettings, version: str | None = None) -> dict:
+    """The check's validator; models needs the model name it looks for, auth whether a key is configured,
+    reasoning the release the server reports (None: unknown)."""
     if name == "models":
         return validate_models(status, body, settings.model)
     if name == "auth":
         return validate_auth(status, body, settings.api_key is not None)
+    if name in NEEDS_VERSION:
+        return VALIDATORS[name](status, body, version)
     return VALIDATORS[name](status, body)
 
 
@@ -562,6 +592,15 @@ def send(settings: SmokeSettings, request: SmokeRequest) -> dict:
     return exchange
 
 
+def server_version(settings: SmokeSettings) -> str | None:
+    """The release the server reports on GET /version (vLLM's {"version": "0.33.0"}); None when it reports none."""
+    exchange = send(settings, SmokeRequest("GET", "/version"))
+    body = exchange["body"]
+    if exchange["status"] == 200 and isinstance(body, dict) and isinstance(body.get("version"), str):
+        return body["version"]
+    return None
+
+
 def is_transient(exchange: dict) -> bool:
     """Worth another attempt: no answer for a transient reason, 429 or 5xx. A wrong answer never is."""
     status = exchange["status"]
@@ -604,15 +643,21 @@ def _no_answer_result(name: str, exchange: dict, attempts: int, timeout: float) 
     return _result(name, False, detail, TRANSPORT_HINTS[exchange["error_kind"]])
 
 
-def run_check(name: str, settings: SmokeSettings, sleep: t.Callable[[float], None] = time.sleep) -> dict:
-    """Build, send (with retries) and validate one check; the result also records every attempt."""
+def run_check(
+    name: str,
+    settings: SmokeSettings,
+    sleep: t.Callable[[float], None] = time.sleep,
+    version: str | None = None,
+) -> dict:
+    """Build, send (with retries) and validate one check; the result also records every attempt. `version` is
+    the release the server reports, for the checks in NEEDS_VERSION."""
     request = BUILDERS[name](settings.model)
     attempts = with_retries(lambda: send(settings, request), settings.retries, settings.retry_delay, sleep)
     last = attempts[-1]
     if last["status"] is None:
         result = _no_answer_result(name, last, len(attempts), settings.timeout)
     else:
-        result = validate(name, last["status"], last["body"], settings)
+        result = validate(name, last["status"], last["body"], settings, version)
     result.update(
         request=f"{request.method} {request.path}",
         status=last["status"],
@@ -632,12 +677,13 @@ def run_checks(
     """Run the checks in order; when /v1/models got no answer at all, the others are skipped, not waited for."""
     results = []
     unreachable = False
+    version = functools.cache(lambda: server_version(settings))
     for name in names:
         if unreachable:
             skipped = _result(name, False, "skipped: the server did not answer /v1/models")
             results.append({**skipped, "skipped": True, "status": None, "latency_s": None, "attempts": []})
             continue
-        result = run_check(name, settings, sleep)
+        result = run_check(name, settings, sleep, version() if name in NEEDS_VERSION else None)
         unreachable = name == "models" and result["status"] is None
         results.append(result)
     return results

@@ -22,7 +22,8 @@ description:
   - >-
     C(reasoning) - the train question, sent with C(chat_template_kwargs) C({"thinking": true}) (the guide's
     request omits it, and DeepSeek V3.2 thinks only when asked), gets a non-empty C(message.reasoning)
-    (C(message.reasoning_content) on images older than vLLM 0.16) and content whose final answer is 60 km/h -
+    (C(message.reasoning_content) on images older than vLLM 0.16; when C(GET /version) reports 0.16 or later,
+    that old field passes with a warning saying so) and content whose final answer is 60 km/h -
     the last speed in km/h the content states, so C(Not 60 km/h; the answer is 50 km/h.) fails, and a
     conversion to other units after the answer does not count. Spellings, case-insensitive, after Markdown and
     LaTeX markup is removed - C(60) or C(60.0), optional spaces, then C(km/h), C(km / h), C(km/hr),

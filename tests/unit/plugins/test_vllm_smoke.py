@@ -187,6 +187,19 @@ def test_reasoning_left_in_content_points_at_the_reasoning_parser():
     assert not result["passed"] and result["hint"] == vllm_smoke.HINT_REASONING_PARSER
 
 
+@pytest.mark.parametrize("version, legacy", [("0.33.0", True), ("0.16.0rc1", True), ("0.15.1", False), (None, False)])
+def test_reasoning_content_from_a_server_that_reports_vllm_0_16_or_later_is_called_the_old_field(version, legacy):
+    result = vllm_smoke.validate("reasoning", 200, fixture("reasoning_content_old.json"), KEYED, version)
+    assert result["passed"] and "reasoning_content of" in result["detail"]
+    if legacy:
+        assert result["warning"] == vllm_smoke.legacy_field_warning(version)
+        assert f"reports vLLM {version}" in result["warning"] and "the old field" in result["warning"]
+    else:
+        assert "warning" not in result
+    # A server that sends `reasoning` gets no such note, whatever it reports.
+    assert "warning" not in vllm_smoke.validate("reasoning", 200, fixture("reasoning_ok.json"), KEYED, version)
+
+
 def test_reasoning_cut_at_max_tokens_says_so():
     body = fixture("reasoning_ok.json")
     body["choices"][0].update(finish_reason="length")
@@ -350,6 +363,7 @@ class FakeVllm:
         self.api_key = api_key
         self.script = {
             "models": [(200, "models_list.json")],
+            "version": [(200, "version.json")],
             "chat": [(200, "chat_ok.json")],
             "tools": [(200, "tools_ok.json")],
             "reasoning": [(200, "reasoning_ok.json")],
@@ -378,6 +392,8 @@ class FakeVllm:
     def route(path, payload):
         if path == "/v1/models":
             return "models"
+        if path == "/version":
+            return "version"
         if payload and payload.get("tools"):
             return "tools"
         return "reasoning" if payload and payload.get("chat_template_kwargs") else "chat"
@@ -445,9 +461,9 @@ def test_a_healthy_server_passes_every_default_check(fake_vllm):
     ]
     # No key configured and none needed: the summary says so instead of skipping the auth check.
     assert "the endpoint is open" in result["summary"][-1]
-    assert server.routes_seen() == ["models", "chat", "tools", "reasoning", "models"]
+    assert server.routes_seen() == ["models", "chat", "tools", "version", "reasoning", "models"]
     assert all("Authorization" not in request["headers"] for request in server.requests)
-    assert server.requests[3]["payload"]["chat_template_kwargs"] == {"thinking": True}
+    assert server.requests[4]["payload"]["chat_template_kwargs"] == {"thinking": True}
     reasoning = _by_name(result)["reasoning"]
     assert reasoning["status"] == 200 and len(reasoning["attempts"]) == 1
     assert all("response" not in check for check in result["results"])  # passed: the body is in the report only
@@ -463,7 +479,7 @@ def test_api_key_is_sent_everywhere_but_the_auth_check_which_must_get_401(fake_v
         request["route"] + ("+key" if "Authorization" in request["headers"] else ""): request
         for request in server.requests
     }
-    assert sorted(keys) == ["chat+key", "models", "models+key", "reasoning+key", "tools+key"]
+    assert sorted(keys) == ["chat+key", "models", "models+key", "reasoning+key", "tools+key", "version+key"]
     assert keys["chat+key"]["headers"]["Authorization"] == f"Bearer {API_KEY}"
     assert _by_name(result)["auth"]["detail"] == '401 {"error": "Unauthorized"} without the key'
     assert API_KEY not in json.dumps(result)
@@ -515,7 +531,7 @@ def test_check_mode_runs_the_read_only_checks_but_writes_no_report(fake_vllm, tm
     report_path = tmp_path / "node1.json"
     failed, result = run_module(check_mode=True, base_url=server.url, report_path=str(report_path), retry_delay=0)
     assert not failed and result["passed"]
-    assert server.routes_seen() == ["models", "chat", "tools", "reasoning", "models"]
+    assert server.routes_seen() == ["models", "chat", "tools", "version", "reasoning", "models"]
     assert not report_path.exists() and "report_path" not in result
 
 
@@ -548,10 +564,19 @@ def test_a_wrong_answer_is_not_retried(fake_vllm):
     server = fake_vllm()
     server.script["reasoning"] = [(200, "reasoning_wrong_answer.json")]
     failed, result = run_module(base_url=server.url, checks=["reasoning"], retries=3, retry_delay=0)
-    assert failed and server.routes_seen() == ["reasoning"]
+    assert failed and server.routes_seen() == ["version", "reasoning"]
     assert _by_name(result)["reasoning"]["response"] == fixture("reasoning_wrong_answer.json")
     assert "1 of 1 vLLM smoke checks failed" in result["msg"]
     assert "final speed is 50 km/h, not 60 km/h" in result["msg"]
+
+
+def test_an_old_reasoning_field_from_a_new_server_is_a_warning(fake_vllm):
+    server = fake_vllm()
+    server.script["reasoning"] = [(200, "reasoning_content_old.json")]
+    failed, result = run_module(base_url=server.url, checks=["reasoning"], retry_delay=0)
+    assert not failed and server.routes_seen() == ["version", "reasoning"]
+    assert result["summary"][0].startswith("WARN reasoning: 200, reasoning_content of")
+    assert _by_name(result)["reasoning"]["warning"] == vllm_smoke.legacy_field_warning("0.33.0")
 
 
 def test_a_known_vllm_error_fails_the_task_with_its_fix(fake_vllm):
