@@ -25,9 +25,12 @@ from ansible.module_utils.urls import SSLValidationError, open_url
 
 # Every check, in the order they run by default. auth runs with or without a configured key: without one it
 # reports whether the endpoint is open.
-CHECKS = ("models", "chat", "tools", "reasoning", "auth")
+CHECKS = ("models", "chat", "chat_stream", "tools", "tools_stream", "reasoning", "reasoning_stream", "auth")
+# Streamed checks and their non-streamed twins: the same request with stream and stream_options.include_usage,
+# because vLLM parses tool calls and reasoning of a stream delta by delta, in other code than a whole answer.
+STREAMED = {"chat_stream": "chat", "tools_stream": "tools", "reasoning_stream": "reasoning"}
 # Checks that read the release the server reports (GET /version), asked once per run.
-NEEDS_VERSION = ("reasoning",)
+NEEDS_VERSION = ("reasoning", "reasoning_stream")
 # vLLM 0.16 renamed the message's reasoning_content to reasoning.
 REASONING_RENAMED_IN = (0, 16)
 
@@ -113,6 +116,15 @@ HINT_ENGINE = "the engine failed: read the service's journal and GET /health (50
 HINT_BUSY = "the server or a proxy in front of it is overloaded: retry later, or raise retries and retry_delay"
 HINT_LENGTH = "the generation stopped at max_tokens before the answer: the model rambled, run the check again"
 HINT_EMPTY_ANSWER = "an empty answer usually means a mis-rendered prompt: " + HINT_TOKENIZER_MODE
+HINT_NOT_STREAMED = (
+    "vLLM answers stream: true with text/event-stream: something in front of it (a proxy or gateway) does not "
+    "pass streams through"
+)
+HINT_STREAM_CHANGED = "vLLM's streams have this: something in front of vLLM (a proxy or gateway) rewrites the stream"
+HINT_STREAM_CUT = (
+    "the stream stopped before its end: an engine crash or a proxy's read or idle timeout; read the service's "
+    "journal and any load balancer's timeouts"
+)
 
 # Known vLLM error messages (status, pattern on error.message, hint), tried in order.
 KNOWN_ERRORS = (
@@ -199,11 +211,19 @@ def auth_request(model: str) -> SmokeRequest:
     return SmokeRequest("GET", "/v1/models", send_key=False)
 
 
+def streamed(request: SmokeRequest) -> SmokeRequest:
+    """The same chat request streamed, asking for the usage chunk at the end."""
+    return request._replace(payload={**request.payload, "stream": True, "stream_options": {"include_usage": True}})
+
+
 BUILDERS = {
     "models": models_request,
     "chat": chat_request,
+    "chat_stream": lambda model: streamed(chat_request(model)),
     "tools": tools_request,
+    "tools_stream": lambda model: streamed(tools_request(model)),
     "reasoning": reasoning_request,
+    "reasoning_stream": lambda model: streamed(reasoning_request(model)),
     "auth": auth_request,
 }
 
@@ -344,23 +364,25 @@ def validate_models(status: int, body: t.Any, model: str) -> dict:
     return _result("models", True, f"200, serves {model}" + (f" (max_model_len {context})" if context else ""))
 
 
-def validate_chat(status: int, body: t.Any) -> dict:
-    expected = "200 with a non-empty choices[0].message.content and finish_reason stop or length"
-    if status != 200:
-        return _http_failure("chat", expected, status, body)
-    parts = _first_message(body)
-    if parts is None:
-        return _not_a_completion("chat", expected, body)
-    choice, message = parts
-    content, finish_reason = message.get("content"), choice.get("finish_reason")
+class Judgement(t.NamedTuple):
+    """What an answer's message shows, streamed or not: no problems means it passed, with `detail`."""
+
+    problems: list[str]
+    hints: list[str]
+    detail: str = ""
+    warning: str | None = None
+
+
+def judge_chat(message: dict, finish_reason: t.Any, version: str | None = None) -> Judgement:
+    content = message.get("content")
     problems = []
     if not _has_text(content):
         problems.append(_describe_content(content))
     if finish_reason not in ("stop", "length"):
         problems.append(f"finish_reason {finish_reason!r}")
     if problems:
-        return _failed("chat", expected, problems, HINT_EMPTY_ANSWER if not _has_text(content) else None)
-    return _result("chat", True, f"200, finish_reason {finish_reason}, content {excerpt(content, 80)}")
+        return Judgement(problems, [HINT_EMPTY_ANSWER] if not _has_text(content) else [])
+    return Judgement([], [], f"finish_reason {finish_reason}, content {excerpt(content, 80)}")
 
 
 def _tool_call_problem(call: dict) -> tuple[str | None, str | None]:
@@ -385,18 +407,7 @@ def _tool_call_problem(call: dict) -> tuple[str | None, str | None]:
     return None, None
 
 
-def validate_tools(status: int, body: t.Any) -> dict:
-    expected = (
-        "200 with a function tool call get_weather whose arguments are a JSON string of an object with "
-        '"location" naming San Francisco, and finish_reason tool_calls'
-    )
-    if status != 200:
-        return _http_failure("tools", expected, status, body)
-    parts = _first_message(body)
-    if parts is None:
-        return _not_a_completion("tools", expected, body)
-    choice, message = parts
-    finish_reason = choice.get("finish_reason")
+def judge_tools(message: dict, finish_reason: t.Any, version: str | None = None) -> Judgement:
     calls = [call for call in message.get("tool_calls") or [] if isinstance(call, dict)]
     weather_calls = [
         call
@@ -408,15 +419,13 @@ def validate_tools(status: int, body: t.Any) -> dict:
     if not weather_calls:
         if calls:
             names = [str((call.get("function") or {}).get("name")) for call in calls]
-            return _failed("tools", expected, [f"tool calls to {', '.join(names)}"], HINT_TOKENIZER_MODE)
+            return Judgement([f"tool calls to {', '.join(names)}"], [HINT_TOKENIZER_MODE])
         content = message.get("content")
         # Raw DSML markup in content: the model called the tool and the server did not parse the call.
         raw_call = isinstance(content, str) and ("DSML" in content or "function_calls" in content)
-        return _failed(
-            "tools",
-            expected,
+        return Judgement(
             ["no tool_calls", _describe_content(content), f"finish_reason {finish_reason!r}"],
-            HINT_TOOL_FLAGS if raw_call else HINT_TOOLS_IGNORED,
+            [HINT_TOOL_FLAGS if raw_call else HINT_TOOLS_IGNORED],
         )
     problem, hint = _tool_call_problem(weather_calls[0])
     problems = [problem] if problem else []
@@ -424,9 +433,8 @@ def validate_tools(status: int, body: t.Any) -> dict:
         problems.append(f"finish_reason {finish_reason!r}")
         hint = hint or (HINT_LENGTH if finish_reason == "length" else None)
     if problems:
-        return _failed("tools", expected, problems, hint)
-    arguments = weather_calls[0]["function"]["arguments"]
-    return _result("tools", True, f"200, get_weather({arguments}), finish_reason tool_calls")
+        return Judgement(problems, [hint] if hint else [])
+    return Judgement([], [], f"get_weather({weather_calls[0]['function']['arguments']}), finish_reason tool_calls")
 
 
 def _wrong_answer(content: str) -> str:
@@ -452,14 +460,7 @@ def legacy_field_warning(version: str | None) -> str | None:
     )
 
 
-def validate_reasoning(status: int, body: t.Any, version: str | None = None) -> dict:
-    expected = "200 with a non-empty message.reasoning and an answer whose final speed is 60 km/h"
-    if status != 200:
-        return _http_failure("reasoning", expected, status, body)
-    parts = _first_message(body)
-    if parts is None:
-        return _not_a_completion("reasoning", expected, body)
-    choice, message = parts
+def judge_reasoning(message: dict, finish_reason: t.Any, version: str | None = None) -> Judgement:
     # vLLM >= 0.16 sends `reasoning`; older images sent `reasoning_content`.
     field = "reasoning" if _has_text(message.get("reasoning")) else "reasoning_content"
     reasoning, content = message.get(field), message.get("content")
@@ -469,21 +470,181 @@ def validate_reasoning(status: int, body: t.Any, version: str | None = None) -> 
         unparsed = isinstance(content, str) and "</think>" in content
         hints.append(HINT_REASONING_PARSER if unparsed else HINT_REASONING_OFF)
     if not _has_text(content):
-        problems.append(f"{_describe_content(content)}, finish_reason {choice.get('finish_reason')!r}")
-        if choice.get("finish_reason") == "length":
+        problems.append(f"{_describe_content(content)}, finish_reason {finish_reason!r}")
+        if finish_reason == "length":
             hints.append(HINT_LENGTH)
     elif not answer_has_expected_speed(content):
         problems.append(_wrong_answer(content))
     if problems:
-        return _failed("reasoning", expected, problems, "; ".join(hints) or None)
-    warning = legacy_field_warning(version) if field == "reasoning_content" else None
-    return _result(
-        "reasoning",
-        True,
-        f"200, {field} of {len(reasoning)} characters, answer {excerpt(content, 80, tail=True)}",
-        None,
-        warning,
+        return Judgement(problems, hints)
+    detail = f"{field} of {len(reasoning)} characters, answer {excerpt(content, 80, tail=True)}"
+    return Judgement([], [], detail, legacy_field_warning(version) if field == "reasoning_content" else None)
+
+
+# What each chat check expects of the answer, and the judge of its message.
+EXPECTED = {
+    "chat": "a non-empty choices[0].message.content and finish_reason stop or length",
+    "tools": (
+        "a function tool call get_weather whose arguments are a JSON string of an object with "
+        '"location" naming San Francisco, and finish_reason tool_calls'
+    ),
+    "reasoning": "a non-empty message.reasoning and an answer whose final speed is 60 km/h",
+}
+JUDGES = {"chat": judge_chat, "tools": judge_tools, "reasoning": judge_reasoning}
+
+
+def _verdict(name: str, expected: str, judgement: Judgement, detail_prefix: str) -> dict:
+    if judgement.problems:
+        hint = "; ".join(dict.fromkeys(judgement.hints)) or None
+        return _failed(name, expected, judgement.problems, hint)
+    return _result(name, True, f"{detail_prefix}, {judgement.detail}", None, judgement.warning)
+
+
+def validate_completion(name: str, status: int, body: t.Any, version: str | None = None) -> dict:
+    """A non-streamed chat check: its judge on choices[0].message."""
+    expected = f"200 with {EXPECTED[name]}"
+    if status != 200:
+        return _http_failure(name, expected, status, body)
+    parts = _first_message(body)
+    if parts is None:
+        return _not_a_completion(name, expected, body)
+    choice, message = parts
+    return _verdict(name, expected, JUDGES[name](message, choice.get("finish_reason"), version), "200")
+
+
+def sse_data(text: str) -> list[str]:
+    """The data of each server-sent event in `text`, in order; other fields and comments are not data."""
+    events, lines = [], []
+    # Not splitlines(): it also splits at U+2028 and the like, which JSON strings may hold unescaped.
+    for line in text.split("\n"):
+        line = line.removesuffix("\r")
+        if line.startswith("data:"):
+            lines.append(line[len("data:") :].removeprefix(" "))
+        elif not line and lines:
+            events.append("\n".join(lines))
+            lines = []
+    if lines:
+        events.append("\n".join(lines))
+    return events
+
+
+def _add_tool_call_delta(calls: dict, delta: t.Any, problems: list[str]) -> None:
+    """Merge one tool_calls delta into `calls` by index, as OpenAI clients do: the first delta of a call names it
+    (id, type, function.name), later ones append to function.arguments."""
+    if not isinstance(delta, dict) or not isinstance(delta.get("index"), int):
+        problems.append("a tool_calls delta without an index")
+        return
+    function = delta.get("function") if isinstance(delta.get("function"), dict) else {}
+    index = delta["index"]
+    if index not in calls:
+        named = {"id": delta.get("id"), "type": delta.get("type"), "function.name": function.get("name")}
+        missing = [key for key, value in named.items() if not value]
+        if missing:
+            problems.append(f"tool call {index}'s first delta without {', '.join(missing)}")
+        calls[index] = {
+            "id": delta.get("id"),
+            "type": delta.get("type"),
+            "function": {"name": function.get("name"), "arguments": ""},
+        }
+    if isinstance(function.get("arguments"), str):
+        calls[index]["function"]["arguments"] += function["arguments"]
+
+
+def reassemble(text: str) -> dict:
+    """What a client makes of a streamed chat completion: the message built from choice 0's deltas, the
+    finish_reason, the usage chunk and whether data: [DONE] ended the stream; `problems` and `hints` name what
+    departs from vLLM's streams (vllm/entrypoints/openai/chat_completion/serving.py)."""
+    data = sse_data(text)
+    message: dict = {"content": ""}
+    calls: dict[int, dict] = {}
+    stream = {"chunks": 0, "message": message, "finish_reason": None, "usage": None, "done": False}
+    problems, hints = [], []
+    content_began = reasoning_after_content = False
+    for position, event in enumerate(data):
+        if event == "[DONE]":
+            stream["done"] = position == len(data) - 1
+            continue
+        try:
+            chunk = json.loads(event)
+        except ValueError:
+            problems.append(f"an event that is not JSON: {excerpt(event)}")
+            continue
+        if isinstance(chunk, dict) and "error" in chunk:
+            # vLLM reports a failure after the stream began as an event of its error body.
+            problems.append(f"an error in the stream: {excerpt(error_message(chunk), 300)}")
+            hints.append(HINT_ENGINE)
+            continue
+        if not isinstance(chunk, dict):
+            problems.append(f"an event that is not a chunk: {excerpt(event)}")
+            continue
+        stream["chunks"] += 1
+        if isinstance(chunk.get("usage"), dict):
+            stream["usage"] = chunk["usage"]
+        choices = chunk.get("choices") if isinstance(chunk.get("choices"), list) else []
+        choice = next((item for item in choices if isinstance(item, dict) and item.get("index", 0) == 0), None)
+        if choice is None:
+            continue
+        delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+        # Before vLLM 0.16 reasoning deltas were reasoning_content.
+        for field in ("reasoning", "reasoning_content"):
+            if isinstance(delta.get(field), str):
+                message[field] = message.get(field, "") + delta[field]
+                reasoning_after_content = reasoning_after_content or (content_began and bool(delta[field].strip()))
+        if isinstance(delta.get("content"), str):
+            message["content"] += delta["content"]
+            content_began = content_began or bool(delta["content"].strip())
+        for call in delta.get("tool_calls") or []:
+            _add_tool_call_delta(calls, call, problems)
+        if choice.get("finish_reason") is not None:
+            stream["finish_reason"] = choice["finish_reason"]
+    if calls:
+        message["tool_calls"] = [calls[index] for index in sorted(calls)]
+    if not stream["done"]:
+        problems.append("no data: [DONE] at the end")
+        hints.append(HINT_STREAM_CUT)
+    if reasoning_after_content:
+        problems.append("reasoning deltas after the content began")
+    if stream["finish_reason"] is None:
+        problems.append("no finish_reason in the stream")
+    usage = stream["usage"]
+    if usage is None:
+        problems.append("no usage chunk, though stream_options.include_usage asked for it")
+    elif not _usage_adds_up(usage):
+        problems.append(f"a usage chunk whose tokens do not add up: {body_excerpt(usage)}")
+    # A cut stream or an engine error explains the rest; otherwise something rewrote the stream.
+    if problems and not hints:
+        hints.append(HINT_STREAM_CHANGED)
+    return {**stream, "problems": list(dict.fromkeys(problems)), "hints": hints}
+
+
+def _usage_adds_up(usage: dict) -> bool:
+    counts = [usage.get(key) for key in ("prompt_tokens", "completion_tokens", "total_tokens")]
+    if not all(isinstance(count, int) and not isinstance(count, bool) for count in counts):
+        return False
+    prompt, completion, total = counts
+    return completion > 0 and total == prompt + completion
+
+
+def validate_stream(name: str, status: int, body: t.Any, version: str | None = None) -> dict:
+    """A streamed chat check: the stream's own rules, then its twin's judge on the reassembled message."""
+    twin = STREAMED[name]
+    expected = f"200 with an event stream whose deltas make {EXPECTED[twin]}, with a usage chunk and data: [DONE]"
+    if status != 200:
+        return _http_failure(name, expected, status, body)
+    if not isinstance(body, str):
+        got = f"200 with a JSON body instead of an event stream: {body_excerpt(body)}"
+        return _failed(name, expected, [got], HINT_NOT_STREAMED)
+    stream = reassemble(body)
+    judged = JUDGES[twin](stream["message"], stream["finish_reason"], version)
+    usage = stream["usage"] or {}
+    judgement = Judgement(
+        stream["problems"] + judged.problems,
+        # A broken stream explains what the answer then lacks better than the answer's own hints.
+        stream["hints"] or judged.hints,
+        f"{judged.detail}, usage {usage.get('prompt_tokens')}+{usage.get('completion_tokens')} tokens, [DONE]",
+        judged.warning,
     )
+    return _verdict(name, expected, judgement, f"200, {stream['chunks']} chunks")
 
 
 def validate_auth(status: int, body: t.Any, key_configured: bool = True) -> dict:
@@ -510,19 +671,16 @@ def _open_endpoint(status: int, body: t.Any) -> dict:
     return _http_failure("auth", "an answer to a request without a key (none is configured)", status, body)
 
 
-VALIDATORS = {"chat": validate_chat, "tools": validate_tools, "reasoning": validate_reasoning}
-
-
 def validate(name: str, status: int, body: t.Any, settings: SmokeSettings, version: str | None = None) -> dict:
-    """The check's validator; models needs the model name it looks for, auth whether a key is configured,
-    reasoning the release the server reports (None: unknown)."""
+    """The check's validator; models needs the model name it looks for, auth whether a key is configured, the
+    reasoning checks the release the server reports (None: unknown)."""
     if name == "models":
         return validate_models(status, body, settings.model)
     if name == "auth":
         return validate_auth(status, body, settings.api_key is not None)
-    if name in NEEDS_VERSION:
-        return VALIDATORS[name](status, body, version)
-    return VALIDATORS[name](status, body)
+    if name in STREAMED:
+        return validate_stream(name, status, body, version)
+    return validate_completion(name, status, body, version)
 
 
 # HTTP and retries ------------------------------------------------------------------------------------------
@@ -557,7 +715,7 @@ def _parse_body(raw: bytes) -> t.Any:
 
 def send(settings: SmokeSettings, request: SmokeRequest) -> dict:
     """One HTTP exchange: {status, body, latency_s, error, error_kind}; status is None when no answer came."""
-    headers = {"Accept": "application/json"}
+    headers = {"Accept": "text/event-stream" if (request.payload or {}).get("stream") else "application/json"}
     data = None
     if request.payload is not None:
         data = json.dumps(request.payload).encode()
@@ -634,6 +792,13 @@ def _clip(value: t.Any) -> t.Any:
     return value
 
 
+def _reported_body(name: str, exchange: dict) -> t.Any:
+    """The body as the report keeps it: a stream's text is thousands of events, so what a client made of it."""
+    if name in STREAMED and exchange["status"] == 200 and isinstance(exchange["body"], str):
+        return reassemble(exchange["body"])
+    return exchange["body"]
+
+
 def _no_answer_result(name: str, exchange: dict, attempts: int, timeout: float) -> dict:
     if exchange["error_kind"] == "timeout":
         got = f"no answer within {timeout:g} s"
@@ -666,7 +831,7 @@ def run_check(
             {"status": attempt["status"], "latency_s": attempt["latency_s"], "error": attempt["error"]}
             for attempt in attempts
         ],
-        response=_clip(last["body"]),
+        response=_clip(_reported_body(name, last)),
     )
     return result
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: vllm_smoke_test
-short_description: Smoke-test a vLLM server that serves DeepSeek V3.2 (models, chat, tool calling, reasoning, auth)
+short_description: Smoke-test a vLLM server serving DeepSeek V3.2 (models, chat, tools, reasoning, streaming, auth)
 description:
   - Sends the vendor guide's requests to vLLM's OpenAI-compatible API at O(base_url) and checks the answers.
   - C(models) - C(GET /v1/models) lists O(model).
@@ -29,6 +29,15 @@ description:
     LaTeX markup is removed - C(60) or C(60.0), optional spaces, then C(km/h), C(km / h), C(km/hr),
     C(km/hour), C(kmh), C(kmph), C(kph), C(km per hour), C(kilometers per hour) (also C(kilometres),
     C(an hour)), or C(km h^-1) (C(km·h⁻¹)). C(160 km/h) and C(60 mph) are not 60 km/h.
+  - >-
+    C(chat_stream), C(tools_stream), C(reasoning_stream) - the same three requests with C(stream) and
+    C(stream_options.include_usage) (most clients stream, and vLLM parses tool calls and reasoning of a stream
+    delta by delta, in other code than a whole answer). The deltas of C(choices[0]) must make the answer its
+    non-streamed twin wants, judged the same way; tool calls are put together by C(index), the first delta of
+    a call carrying C(id), C(type) and C(function.name), later ones pieces of C(function.arguments); no
+    C(reasoning) (or C(reasoning_content)) delta may come after the content began; the stream must have a
+    C(finish_reason), a usage chunk whose C(prompt_tokens) and C(completion_tokens) add up to C(total_tokens),
+    and end with C(data: [DONE]).
   - >-
     C(auth) - a C(GET /v1/models) without the key gets 401 with vLLM's body C({"error": "Unauthorized"}). Every
     other request sends C(Authorization: Bearer <api_key>) when O(api_key) is set. Without O(api_key) the
@@ -70,12 +79,12 @@ options:
       - Default is every check, in the order of the choices.
     type: list
     elements: str
-    choices: [models, chat, tools, reasoning, auth]
+    choices: [models, chat, chat_stream, tools, tools_stream, reasoning, reasoning_stream, auth]
   timeout:
     description:
       - Seconds one request may wait for the server (applied to the connection and to each read; vLLM sends a
-        non-streamed answer in one piece, so this bounds the whole request). The reasoning answer of a 685B
-        model can take a minute or more.
+        non-streamed answer in one piece, so this bounds the whole request, and a stream's next chunk). The
+        reasoning answer of a 685B model can take a minute or more.
     type: float
     default: 300
   retries:
@@ -172,7 +181,7 @@ results:
   elements: dict
   contains:
     name:
-      description: The check (models, chat, tools, reasoning, auth).
+      description: The check (one of the O(checks) choices).
       type: str
     passed:
       description: Whether the check passed.
@@ -210,6 +219,9 @@ results:
     response:
       description:
         - The last answer's body (parsed JSON, or text), with strings longer than 2000 characters cut.
+        - >-
+          For a streamed check, what the stream makes instead - C(chunks), the reassembled C(message),
+          C(finish_reason), C(usage), C(done) (ended by C(data: [DONE])), and the C(problems) found.
         - The report has it for every check that ran.
       type: raw
       returned: when the check ran and failed

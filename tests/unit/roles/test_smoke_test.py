@@ -18,3 +18,7 @@ def test_auth_runs_with_or_without_a_key(role_renderer):
     assert _checks(role_renderer)[-1] == "auth"
     assert _checks(role_renderer, vllm_service_api_key="sk-0123")[-1] == "auth"
     assert _checks(role_renderer, smoke_test_checks=["models"]) == ["models", "auth"]
+
+
+def test_the_streamed_checks_run_by_default(role_renderer):
+    assert {"chat_stream", "tools_stream", "reasoning_stream"} <= set(_checks(role_renderer))
