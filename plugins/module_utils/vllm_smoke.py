@@ -4,12 +4,14 @@ The request builders, the validators and the retry policy are pure, so they can 
 responses; `send` is the only function that talks HTTP. Response shapes and error texts follow vLLM 0.33's
 sources (vllm/entrypoints/openai, vllm/entrypoints/serve, vllm/renderers).
 
-Each validator takes (status, parsed body) and returns {name, passed, detail, hint?}: `detail` says what was
-expected and what came back, `hint` names the likely fix when the failure is a known one.
+Each validator takes (status, parsed body) and returns {name, passed, detail, hint?, warning?}: `detail` says
+what was expected and what came back, `hint` names the likely fix when the failure is a known one, `warning`
+what an operator should know about a check that passed.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import ssl
@@ -21,9 +23,16 @@ from http.client import HTTPException
 from ansible.module_utils.urls import ConnectionError as UrlConnectionError
 from ansible.module_utils.urls import SSLValidationError, open_url
 
-DEFAULT_CHECKS = ("models", "chat", "tools", "reasoning")
-# auth needs an API key; it is added to the default checks when one is configured.
-ALL_CHECKS = (*DEFAULT_CHECKS, "auth")
+# Every check, in the order they run by default. auth runs with or without a configured key: without one it
+# reports whether the endpoint is open.
+CHECKS = ("models", "chat", "chat_stream", "tools", "tools_stream", "reasoning", "reasoning_stream", "auth")
+# Streamed checks and their non-streamed twins: the same request with stream and stream_options.include_usage,
+# because vLLM parses tool calls and reasoning of a stream delta by delta, in other code than a whole answer.
+STREAMED = {"chat_stream": "chat", "tools_stream": "tools", "reasoning_stream": "reasoning"}
+# Checks that read the release the server reports (GET /version), asked once per run.
+NEEDS_VERSION = ("reasoning", "reasoning_stream")
+# vLLM 0.16 renamed the message's reasoning_content to reasoning.
+REASONING_RENAMED_IN = (0, 16)
 
 # The vendor guide's three requests ("Test Endpoints").
 CHAT_PROMPT = "Hello, who are you?"
@@ -47,17 +56,22 @@ TRAIN_PROMPT = (
 # of holding the request until the client's timeout (vLLM also clamps them to the context left).
 MAX_TOKENS = {"chat": 512, "tools": 512, "reasoning": 4096}
 
-# The train question's answer is (120 + 180) km / (2 + 3) h = 60 km/h. Accepted spellings, after removing
-# Markdown and LaTeX markup (`**60 km/h**`, `$60 \text{ km/h}$`, `\boxed{60\,\text{km/h}}`): 60 or 60.0,
-# optional spaces, then km/h, km / h, km/hr, km/hour, kmh, kmph, kph, km per hour, kilometers (kilometres) per
-# hour or an hour, or km h^-1 / km·h⁻¹; case-insensitive. 160 km/h, 6.60 km/h or 60 mph do not match.
+# The train question's answer is (120 + 180) km / (2 + 3) h = 60 km/h, and the answer is judged by its final
+# speed: the last number with a km/h unit it states, so "not 60 km/h; the answer is 50 km/h" fails. Spellings,
+# after removing Markdown and LaTeX markup (`**60 km/h**`, `$60 \text{ km/h}$`, `\boxed{60\,\text{km/h}}`): the
+# number (60 or 60.0), optional spaces, then km/h, km / h, km/hr, km/hour, kmh, kmph, kph, km per hour,
+# kilometers (kilometres) per hour or an hour, or km h^-1 / km·h⁻¹; case-insensitive. Speeds in other units
+# (a conversion after the answer) do not count; 160 km/h, 6.60 km/h or 60 mph are not 60 km/h.
 _MARKUP = re.compile(r"\\(?:text|mathrm|textbf|mathbf|operatorname|cdot)|\\[ ,;:!]|[{}$*_]")
-_SPEED_ANSWER = re.compile(
-    r"(?<![\d.])60(?:\.0+)?\s*"
+_SPEED = re.compile(
+    r"(?<![\d.,])(\d+(?:\.\d+)?)\s*"
     r"(?:(?:km\s*/\s*h(?:r|our)?|kmp?h|kph|km\s+per\s+hour|kilomet(?:er|re)s?\s*(?:per|an|/)\s*hour)\b"
     r"|km\s*[·⋅]?\s*h\s*(?:⁻¹|\^\s*-1))",
     re.IGNORECASE,
 )
+
+# The weather question's location: San Francisco, optionally followed by more ("San Francisco, CA").
+_SAN_FRANCISCO = re.compile(r"san\s+francisco\b", re.IGNORECASE)
 
 HINT_TOOL_FLAGS = (
     "start vLLM with --enable-auto-tool-choice --tool-call-parser deepseek_v32 "
@@ -88,6 +102,10 @@ HINT_NO_AUTH = (
     "the API answers without a key: the service runs without --api-key / VLLM_API_KEY "
     "(set vllm_service_api_key and restart it)"
 )
+WARNING_OPEN = (
+    "anyone who reaches base_url can use the model: set vllm_service_api_key (vLLM's --api-key) if that is not "
+    "intended"
+)
 HINT_PROXY_AUTH = 'something in front of vLLM answered; vLLM itself answers 401 with {"error": "Unauthorized"}'
 HINT_MODEL_NAME = (
     "set model to a name the server serves, or change --served-model-name (vllm_service_served_model_name)"
@@ -98,6 +116,15 @@ HINT_ENGINE = "the engine failed: read the service's journal and GET /health (50
 HINT_BUSY = "the server or a proxy in front of it is overloaded: retry later, or raise retries and retry_delay"
 HINT_LENGTH = "the generation stopped at max_tokens before the answer: the model rambled, run the check again"
 HINT_EMPTY_ANSWER = "an empty answer usually means a mis-rendered prompt: " + HINT_TOKENIZER_MODE
+HINT_NOT_STREAMED = (
+    "vLLM answers stream: true with text/event-stream: something in front of it (a proxy or gateway) does not "
+    "pass streams through"
+)
+HINT_STREAM_CHANGED = "vLLM's streams have this: something in front of vLLM (a proxy or gateway) rewrites the stream"
+HINT_STREAM_CUT = (
+    "the stream stopped before its end: an engine crash or a proxy's read or idle timeout; read the service's "
+    "journal and any load balancer's timeouts"
+)
 
 # Known vLLM error messages (status, pattern on error.message, hint), tried in order.
 KNOWN_ERRORS = (
@@ -184,11 +211,19 @@ def auth_request(model: str) -> SmokeRequest:
     return SmokeRequest("GET", "/v1/models", send_key=False)
 
 
+def streamed(request: SmokeRequest) -> SmokeRequest:
+    """The same chat request streamed, asking for the usage chunk at the end."""
+    return request._replace(payload={**request.payload, "stream": True, "stream_options": {"include_usage": True}})
+
+
 BUILDERS = {
     "models": models_request,
     "chat": chat_request,
+    "chat_stream": lambda model: streamed(chat_request(model)),
     "tools": tools_request,
+    "tools_stream": lambda model: streamed(tools_request(model)),
     "reasoning": reasoning_request,
+    "reasoning_stream": lambda model: streamed(reasoning_request(model)),
     "auth": auth_request,
 }
 
@@ -257,15 +292,23 @@ def known_error_hint(status: int, body: t.Any) -> str | None:
     return None
 
 
+def final_speed(content: str) -> float | None:
+    """The last speed in km/h the answer states (see _SPEED), None when it states none."""
+    speeds = _SPEED.findall(_MARKUP.sub(" ", content))
+    return float(speeds[-1]) if speeds else None
+
+
 def answer_has_expected_speed(content: str) -> bool:
-    """True when the answer states 60 km/h in one of the accepted spellings (see _SPEED_ANSWER)."""
-    return bool(_SPEED_ANSWER.search(_MARKUP.sub(" ", content)))
+    """True when the answer's final speed is 60 km/h."""
+    return final_speed(content) == 60
 
 
-def _result(name: str, passed: bool, detail: str, hint: str | None = None) -> dict:
+def _result(name: str, passed: bool, detail: str, hint: str | None = None, warning: str | None = None) -> dict:
     result = {"name": name, "passed": passed, "detail": detail}
     if hint and not passed:
         result["hint"] = hint
+    if warning and passed:
+        result["warning"] = warning
     return result
 
 
@@ -321,23 +364,25 @@ def validate_models(status: int, body: t.Any, model: str) -> dict:
     return _result("models", True, f"200, serves {model}" + (f" (max_model_len {context})" if context else ""))
 
 
-def validate_chat(status: int, body: t.Any) -> dict:
-    expected = "200 with a non-empty choices[0].message.content and finish_reason stop or length"
-    if status != 200:
-        return _http_failure("chat", expected, status, body)
-    parts = _first_message(body)
-    if parts is None:
-        return _not_a_completion("chat", expected, body)
-    choice, message = parts
-    content, finish_reason = message.get("content"), choice.get("finish_reason")
+class Judgement(t.NamedTuple):
+    """What an answer's message shows, streamed or not: no problems means it passed, with `detail`."""
+
+    problems: list[str]
+    hints: list[str]
+    detail: str = ""
+    warning: str | None = None
+
+
+def judge_chat(message: dict, finish_reason: t.Any, version: str | None = None) -> Judgement:
+    content = message.get("content")
     problems = []
     if not _has_text(content):
         problems.append(_describe_content(content))
     if finish_reason not in ("stop", "length"):
         problems.append(f"finish_reason {finish_reason!r}")
     if problems:
-        return _failed("chat", expected, problems, HINT_EMPTY_ANSWER if not _has_text(content) else None)
-    return _result("chat", True, f"200, finish_reason {finish_reason}, content {excerpt(content, 80)}")
+        return Judgement(problems, [HINT_EMPTY_ANSWER] if not _has_text(content) else [])
+    return Judgement([], [], f"finish_reason {finish_reason}, content {excerpt(content, 80)}")
 
 
 def _tool_call_problem(call: dict) -> tuple[str | None, str | None]:
@@ -356,21 +401,13 @@ def _tool_call_problem(call: dict) -> tuple[str | None, str | None]:
         return f"function.arguments that is JSON but not an object: {excerpt(arguments)}", HINT_TOOL_PARSER
     if "location" not in parsed:
         return f'function.arguments without "location": {excerpt(arguments)}', None
+    location = parsed["location"]
+    if not isinstance(location, str) or not _SAN_FRANCISCO.match(location.strip()):
+        return f'"location" {json.dumps(location, ensure_ascii=False)} does not name San Francisco', None
     return None, None
 
 
-def validate_tools(status: int, body: t.Any) -> dict:
-    expected = (
-        "200 with a function tool call get_weather whose arguments are a JSON string of an object with "
-        '"location", and finish_reason tool_calls'
-    )
-    if status != 200:
-        return _http_failure("tools", expected, status, body)
-    parts = _first_message(body)
-    if parts is None:
-        return _not_a_completion("tools", expected, body)
-    choice, message = parts
-    finish_reason = choice.get("finish_reason")
+def judge_tools(message: dict, finish_reason: t.Any, version: str | None = None) -> Judgement:
     calls = [call for call in message.get("tool_calls") or [] if isinstance(call, dict)]
     weather_calls = [
         call
@@ -382,15 +419,13 @@ def validate_tools(status: int, body: t.Any) -> dict:
     if not weather_calls:
         if calls:
             names = [str((call.get("function") or {}).get("name")) for call in calls]
-            return _failed("tools", expected, [f"tool calls to {', '.join(names)}"], HINT_TOKENIZER_MODE)
+            return Judgement([f"tool calls to {', '.join(names)}"], [HINT_TOKENIZER_MODE])
         content = message.get("content")
         # Raw DSML markup in content: the model called the tool and the server did not parse the call.
         raw_call = isinstance(content, str) and ("DSML" in content or "function_calls" in content)
-        return _failed(
-            "tools",
-            expected,
+        return Judgement(
             ["no tool_calls", _describe_content(content), f"finish_reason {finish_reason!r}"],
-            HINT_TOOL_FLAGS if raw_call else HINT_TOOLS_IGNORED,
+            [HINT_TOOL_FLAGS if raw_call else HINT_TOOLS_IGNORED],
         )
     problem, hint = _tool_call_problem(weather_calls[0])
     problems = [problem] if problem else []
@@ -398,19 +433,34 @@ def validate_tools(status: int, body: t.Any) -> dict:
         problems.append(f"finish_reason {finish_reason!r}")
         hint = hint or (HINT_LENGTH if finish_reason == "length" else None)
     if problems:
-        return _failed("tools", expected, problems, hint)
-    arguments = weather_calls[0]["function"]["arguments"]
-    return _result("tools", True, f"200, get_weather({arguments}), finish_reason tool_calls")
+        return Judgement(problems, [hint] if hint else [])
+    return Judgement([], [], f"get_weather({weather_calls[0]['function']['arguments']}), finish_reason tool_calls")
 
 
-def validate_reasoning(status: int, body: t.Any) -> dict:
-    expected = "200 with a non-empty message.reasoning and an answer that says 60 km/h"
-    if status != 200:
-        return _http_failure("reasoning", expected, status, body)
-    parts = _first_message(body)
-    if parts is None:
-        return _not_a_completion("reasoning", expected, body)
-    choice, message = parts
+def _wrong_answer(content: str) -> str:
+    speed = final_speed(content)
+    said = f"whose final speed is {speed:g} km/h, not 60 km/h" if speed is not None else "that states no speed in km/h"
+    return f"an answer {said}: {excerpt(content, tail=True)}"
+
+
+def _release(version: str | None) -> tuple[int, int] | None:
+    match = re.match(r"v?(\d+)\.(\d+)", version or "")
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def legacy_field_warning(version: str | None) -> str | None:
+    """What to say about reasoning in reasoning_content from a server that reports `version`; None when that is
+    the field of its release or the release is unknown."""
+    release = _release(version)
+    if release is None or release < REASONING_RENAMED_IN:
+        return None
+    return (
+        f"reasoning_content is the old field (vLLM < 0.16); the server reports vLLM {version}, which sends "
+        "reasoning, so clients that read reasoning get none: something in front of vLLM renames it"
+    )
+
+
+def judge_reasoning(message: dict, finish_reason: t.Any, version: str | None = None) -> Judgement:
     # vLLM >= 0.16 sends `reasoning`; older images sent `reasoning_content`.
     field = "reasoning" if _has_text(message.get("reasoning")) else "reasoning_content"
     reasoning, content = message.get(field), message.get("content")
@@ -420,19 +470,186 @@ def validate_reasoning(status: int, body: t.Any) -> dict:
         unparsed = isinstance(content, str) and "</think>" in content
         hints.append(HINT_REASONING_PARSER if unparsed else HINT_REASONING_OFF)
     if not _has_text(content):
-        problems.append(f"{_describe_content(content)}, finish_reason {choice.get('finish_reason')!r}")
-        if choice.get("finish_reason") == "length":
+        problems.append(f"{_describe_content(content)}, finish_reason {finish_reason!r}")
+        if finish_reason == "length":
             hints.append(HINT_LENGTH)
     elif not answer_has_expected_speed(content):
-        problems.append(f"an answer without 60 km/h: {excerpt(content, tail=True)}")
+        problems.append(_wrong_answer(content))
     if problems:
-        return _failed("reasoning", expected, problems, "; ".join(hints) or None)
-    return _result(
-        "reasoning", True, f"200, {field} of {len(reasoning)} characters, answer {excerpt(content, 80, tail=True)}"
+        return Judgement(problems, hints)
+    detail = f"{field} of {len(reasoning)} characters, answer {excerpt(content, 80, tail=True)}"
+    return Judgement([], [], detail, legacy_field_warning(version) if field == "reasoning_content" else None)
+
+
+# What each chat check expects of the answer, and the judge of its message.
+EXPECTED = {
+    "chat": "a non-empty choices[0].message.content and finish_reason stop or length",
+    "tools": (
+        "a function tool call get_weather whose arguments are a JSON string of an object with "
+        '"location" naming San Francisco, and finish_reason tool_calls'
+    ),
+    "reasoning": "a non-empty message.reasoning and an answer whose final speed is 60 km/h",
+}
+JUDGES = {"chat": judge_chat, "tools": judge_tools, "reasoning": judge_reasoning}
+
+
+def _verdict(name: str, expected: str, judgement: Judgement, detail_prefix: str) -> dict:
+    if judgement.problems:
+        hint = "; ".join(dict.fromkeys(judgement.hints)) or None
+        return _failed(name, expected, judgement.problems, hint)
+    return _result(name, True, f"{detail_prefix}, {judgement.detail}", None, judgement.warning)
+
+
+def validate_completion(name: str, status: int, body: t.Any, version: str | None = None) -> dict:
+    """A non-streamed chat check: its judge on choices[0].message."""
+    expected = f"200 with {EXPECTED[name]}"
+    if status != 200:
+        return _http_failure(name, expected, status, body)
+    parts = _first_message(body)
+    if parts is None:
+        return _not_a_completion(name, expected, body)
+    choice, message = parts
+    return _verdict(name, expected, JUDGES[name](message, choice.get("finish_reason"), version), "200")
+
+
+def sse_data(text: str) -> list[str]:
+    """The data of each server-sent event in `text`, in order; other fields and comments are not data."""
+    events, lines = [], []
+    # Not splitlines(): it also splits at U+2028 and the like, which JSON strings may hold unescaped.
+    for line in text.split("\n"):
+        line = line.removesuffix("\r")
+        if line.startswith("data:"):
+            lines.append(line[len("data:") :].removeprefix(" "))
+        elif not line and lines:
+            events.append("\n".join(lines))
+            lines = []
+    if lines:
+        events.append("\n".join(lines))
+    return events
+
+
+def _add_tool_call_delta(calls: dict, delta: t.Any, problems: list[str]) -> None:
+    """Merge one tool_calls delta into `calls` by index, as OpenAI clients do: the first delta of a call names it
+    (id, type, function.name), later ones append to function.arguments."""
+    if not isinstance(delta, dict) or not isinstance(delta.get("index"), int):
+        problems.append("a tool_calls delta without an index")
+        return
+    function = delta.get("function") if isinstance(delta.get("function"), dict) else {}
+    index = delta["index"]
+    if index not in calls:
+        named = {"id": delta.get("id"), "type": delta.get("type"), "function.name": function.get("name")}
+        missing = [key for key, value in named.items() if not value]
+        if missing:
+            problems.append(f"tool call {index}'s first delta without {', '.join(missing)}")
+        calls[index] = {
+            "id": delta.get("id"),
+            "type": delta.get("type"),
+            "function": {"name": function.get("name"), "arguments": ""},
+        }
+    if isinstance(function.get("arguments"), str):
+        calls[index]["function"]["arguments"] += function["arguments"]
+
+
+def reassemble(text: str) -> dict:
+    """What a client makes of a streamed chat completion: the message built from choice 0's deltas, the
+    finish_reason, the usage chunk and whether data: [DONE] ended the stream; `problems` and `hints` name what
+    departs from vLLM's streams (vllm/entrypoints/openai/chat_completion/serving.py)."""
+    data = sse_data(text)
+    message: dict = {"content": ""}
+    calls: dict[int, dict] = {}
+    stream = {"chunks": 0, "message": message, "finish_reason": None, "usage": None, "done": False}
+    problems, hints = [], []
+    content_began = reasoning_after_content = False
+    for position, event in enumerate(data):
+        if event == "[DONE]":
+            stream["done"] = position == len(data) - 1
+            continue
+        try:
+            chunk = json.loads(event)
+        except ValueError:
+            problems.append(f"an event that is not JSON: {excerpt(event)}")
+            continue
+        if isinstance(chunk, dict) and "error" in chunk:
+            # vLLM reports a failure after the stream began as an event of its error body.
+            problems.append(f"an error in the stream: {excerpt(error_message(chunk), 300)}")
+            hints.append(HINT_ENGINE)
+            continue
+        if not isinstance(chunk, dict):
+            problems.append(f"an event that is not a chunk: {excerpt(event)}")
+            continue
+        stream["chunks"] += 1
+        if isinstance(chunk.get("usage"), dict):
+            stream["usage"] = chunk["usage"]
+        choices = chunk.get("choices") if isinstance(chunk.get("choices"), list) else []
+        choice = next((item for item in choices if isinstance(item, dict) and item.get("index", 0) == 0), None)
+        if choice is None:
+            continue
+        delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+        # Before vLLM 0.16 reasoning deltas were reasoning_content.
+        for field in ("reasoning", "reasoning_content"):
+            if isinstance(delta.get(field), str):
+                message[field] = message.get(field, "") + delta[field]
+                reasoning_after_content = reasoning_after_content or (content_began and bool(delta[field].strip()))
+        if isinstance(delta.get("content"), str):
+            message["content"] += delta["content"]
+            content_began = content_began or bool(delta["content"].strip())
+        for call in delta.get("tool_calls") or []:
+            _add_tool_call_delta(calls, call, problems)
+        if choice.get("finish_reason") is not None:
+            stream["finish_reason"] = choice["finish_reason"]
+    if calls:
+        message["tool_calls"] = [calls[index] for index in sorted(calls)]
+    if not stream["done"]:
+        problems.append("no data: [DONE] at the end")
+        hints.append(HINT_STREAM_CUT)
+    if reasoning_after_content:
+        problems.append("reasoning deltas after the content began")
+    if stream["finish_reason"] is None:
+        problems.append("no finish_reason in the stream")
+    usage = stream["usage"]
+    if usage is None:
+        problems.append("no usage chunk, though stream_options.include_usage asked for it")
+    elif not _usage_adds_up(usage):
+        problems.append(f"a usage chunk whose tokens do not add up: {body_excerpt(usage)}")
+    # A cut stream or an engine error explains the rest; otherwise something rewrote the stream.
+    if problems and not hints:
+        hints.append(HINT_STREAM_CHANGED)
+    return {**stream, "problems": list(dict.fromkeys(problems)), "hints": hints}
+
+
+def _usage_adds_up(usage: dict) -> bool:
+    counts = [usage.get(key) for key in ("prompt_tokens", "completion_tokens", "total_tokens")]
+    if not all(isinstance(count, int) and not isinstance(count, bool) for count in counts):
+        return False
+    prompt, completion, total = counts
+    return completion > 0 and total == prompt + completion
+
+
+def validate_stream(name: str, status: int, body: t.Any, version: str | None = None) -> dict:
+    """A streamed chat check: the stream's own rules, then its twin's judge on the reassembled message."""
+    twin = STREAMED[name]
+    expected = f"200 with an event stream whose deltas make {EXPECTED[twin]}, with a usage chunk and data: [DONE]"
+    if status != 200:
+        return _http_failure(name, expected, status, body)
+    if not isinstance(body, str):
+        got = f"200 with a JSON body instead of an event stream: {body_excerpt(body)}"
+        return _failed(name, expected, [got], HINT_NOT_STREAMED)
+    stream = reassemble(body)
+    judged = JUDGES[twin](stream["message"], stream["finish_reason"], version)
+    usage = stream["usage"] or {}
+    judgement = Judgement(
+        stream["problems"] + judged.problems,
+        # A broken stream explains what the answer then lacks better than the answer's own hints.
+        stream["hints"] or judged.hints,
+        f"{judged.detail}, usage {usage.get('prompt_tokens')}+{usage.get('completion_tokens')} tokens, [DONE]",
+        judged.warning,
     )
+    return _verdict(name, expected, judgement, f"200, {stream['chunks']} chunks")
 
 
-def validate_auth(status: int, body: t.Any) -> dict:
+def validate_auth(status: int, body: t.Any, key_configured: bool = True) -> dict:
+    if not key_configured:
+        return _open_endpoint(status, body)
     expected = '401 {"error": "Unauthorized"} for a request without the API key'
     if status == 401 and body == {"error": "Unauthorized"}:
         return _result("auth", True, '401 {"error": "Unauthorized"} without the key')
@@ -443,14 +660,27 @@ def validate_auth(status: int, body: t.Any) -> dict:
     return _http_failure("auth", expected, status, body)
 
 
-VALIDATORS = {"chat": validate_chat, "tools": validate_tools, "reasoning": validate_reasoning, "auth": validate_auth}
+def _open_endpoint(status: int, body: t.Any) -> dict:
+    """auth without a configured key: whether the server answers a request without one."""
+    if status == 200:
+        return _result(
+            "auth", True, "200 without a key: the endpoint is open, and no API key is configured", None, WARNING_OPEN
+        )
+    if status == 401:
+        return _result("auth", True, f"{error_summary(status, body)} without a key: the endpoint is not open")
+    return _http_failure("auth", "an answer to a request without a key (none is configured)", status, body)
 
 
-def validate(name: str, status: int, body: t.Any, model: str) -> dict:
-    """The check's validator; models also needs the model name it looks for."""
+def validate(name: str, status: int, body: t.Any, settings: SmokeSettings, version: str | None = None) -> dict:
+    """The check's validator; models needs the model name it looks for, auth whether a key is configured, the
+    reasoning checks the release the server reports (None: unknown)."""
     if name == "models":
-        return validate_models(status, body, model)
-    return VALIDATORS[name](status, body)
+        return validate_models(status, body, settings.model)
+    if name == "auth":
+        return validate_auth(status, body, settings.api_key is not None)
+    if name in STREAMED:
+        return validate_stream(name, status, body, version)
+    return validate_completion(name, status, body, version)
 
 
 # HTTP and retries ------------------------------------------------------------------------------------------
@@ -485,7 +715,7 @@ def _parse_body(raw: bytes) -> t.Any:
 
 def send(settings: SmokeSettings, request: SmokeRequest) -> dict:
     """One HTTP exchange: {status, body, latency_s, error, error_kind}; status is None when no answer came."""
-    headers = {"Accept": "application/json"}
+    headers = {"Accept": "text/event-stream" if (request.payload or {}).get("stream") else "application/json"}
     data = None
     if request.payload is not None:
         data = json.dumps(request.payload).encode()
@@ -518,6 +748,15 @@ def send(settings: SmokeSettings, request: SmokeRequest) -> dict:
         exchange["error_kind"] = _transport_error_kind(cause)
     exchange["latency_s"] = round(time.monotonic() - started, 3)
     return exchange
+
+
+def server_version(settings: SmokeSettings) -> str | None:
+    """The release the server reports on GET /version (vLLM's {"version": "0.33.0"}); None when it reports none."""
+    exchange = send(settings, SmokeRequest("GET", "/version"))
+    body = exchange["body"]
+    if exchange["status"] == 200 and isinstance(body, dict) and isinstance(body.get("version"), str):
+        return body["version"]
+    return None
 
 
 def is_transient(exchange: dict) -> bool:
@@ -553,6 +792,13 @@ def _clip(value: t.Any) -> t.Any:
     return value
 
 
+def _reported_body(name: str, exchange: dict) -> t.Any:
+    """The body as the report keeps it: a stream's text is thousands of events, so what a client made of it."""
+    if name in STREAMED and exchange["status"] == 200 and isinstance(exchange["body"], str):
+        return reassemble(exchange["body"])
+    return exchange["body"]
+
+
 def _no_answer_result(name: str, exchange: dict, attempts: int, timeout: float) -> dict:
     if exchange["error_kind"] == "timeout":
         got = f"no answer within {timeout:g} s"
@@ -562,15 +808,21 @@ def _no_answer_result(name: str, exchange: dict, attempts: int, timeout: float) 
     return _result(name, False, detail, TRANSPORT_HINTS[exchange["error_kind"]])
 
 
-def run_check(name: str, settings: SmokeSettings, sleep: t.Callable[[float], None] = time.sleep) -> dict:
-    """Build, send (with retries) and validate one check; the result also records every attempt."""
+def run_check(
+    name: str,
+    settings: SmokeSettings,
+    sleep: t.Callable[[float], None] = time.sleep,
+    version: str | None = None,
+) -> dict:
+    """Build, send (with retries) and validate one check; the result also records every attempt. `version` is
+    the release the server reports, for the checks in NEEDS_VERSION."""
     request = BUILDERS[name](settings.model)
     attempts = with_retries(lambda: send(settings, request), settings.retries, settings.retry_delay, sleep)
     last = attempts[-1]
     if last["status"] is None:
         result = _no_answer_result(name, last, len(attempts), settings.timeout)
     else:
-        result = validate(name, last["status"], last["body"], settings.model)
+        result = validate(name, last["status"], last["body"], settings, version)
     result.update(
         request=f"{request.method} {request.path}",
         status=last["status"],
@@ -579,7 +831,7 @@ def run_check(name: str, settings: SmokeSettings, sleep: t.Callable[[float], Non
             {"status": attempt["status"], "latency_s": attempt["latency_s"], "error": attempt["error"]}
             for attempt in attempts
         ],
-        response=_clip(last["body"]),
+        response=_clip(_reported_body(name, last)),
     )
     return result
 
@@ -590,19 +842,23 @@ def run_checks(
     """Run the checks in order; when /v1/models got no answer at all, the others are skipped, not waited for."""
     results = []
     unreachable = False
+    version = functools.cache(lambda: server_version(settings))
     for name in names:
         if unreachable:
             skipped = _result(name, False, "skipped: the server did not answer /v1/models")
             results.append({**skipped, "skipped": True, "status": None, "latency_s": None, "attempts": []})
             continue
-        result = run_check(name, settings, sleep)
+        result = run_check(name, settings, sleep, version() if name in NEEDS_VERSION else None)
         unreachable = name == "models" and result["status"] is None
         results.append(result)
     return results
 
 
 def summary_line(result: dict) -> str:
-    """PASS/FAIL, the check, what came back; for a failure also the likely fix and the number of attempts."""
+    """PASS/WARN/FAIL, the check, what came back; for a warning also what to know, for a failure the likely fix
+    and the number of attempts."""
+    if result["passed"] and result.get("warning"):
+        return f"WARN {result['name']}: {result['detail']} in {result['latency_s']:.1f} s. {result['warning']}"
     if result["passed"]:
         return f"PASS {result['name']}: {result['detail']} in {result['latency_s']:.1f} s"
     line = f"FAIL {result['name']}: {result['detail']}"

@@ -9,25 +9,40 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: vllm_smoke_test
-short_description: Smoke-test a vLLM server that serves DeepSeek V3.2 (models, chat, tool calling, reasoning, auth)
+short_description: Smoke-test a vLLM server serving DeepSeek V3.2 (models, chat, tools, reasoning, streaming, auth)
 description:
   - Sends the vendor guide's requests to vLLM's OpenAI-compatible API at O(base_url) and checks the answers.
   - C(models) - C(GET /v1/models) lists O(model).
   - C(chat) - "Hello, who are you?" gets status 200, a non-empty C(choices[0].message.content) and
     C(finish_reason) C(stop) or C(length).
   - C(tools) - the C(get_weather) request (San Francisco) gets a C(tool_calls) entry of type C(function) named
-    C(get_weather) whose C(function.arguments) is a JSON string of an object with C(location), and
+    C(get_weather) whose C(function.arguments) is a JSON string of an object whose C(location) is a string
+    naming San Francisco (it starts with C(San Francisco), case-insensitive, as in C(San Francisco, CA)), and
     C(finish_reason) C(tool_calls). Tool call ids are not checked.
   - >-
     C(reasoning) - the train question, sent with C(chat_template_kwargs) C({"thinking": true}) (the guide's
     request omits it, and DeepSeek V3.2 thinks only when asked), gets a non-empty C(message.reasoning)
-    (C(message.reasoning_content) on images older than vLLM 0.16) and content that says 60 km/h. Accepted
-    spellings, case-insensitive, after Markdown and LaTeX markup is removed - C(60) or C(60.0), optional spaces,
-    then C(km/h), C(km / h), C(km/hr), C(km/hour), C(kmh), C(kmph), C(kph), C(km per hour), C(kilometers per
-    hour) (also C(kilometres), C(an hour)), or C(km h^-1) (C(km·h⁻¹)). C(160 km/h) and C(60 mph) do not match.
+    (C(message.reasoning_content) on images older than vLLM 0.16; when C(GET /version) reports 0.16 or later,
+    that old field passes with a warning saying so) and content whose final answer is 60 km/h -
+    the last speed in km/h the content states, so C(Not 60 km/h; the answer is 50 km/h.) fails, and a
+    conversion to other units after the answer does not count. Spellings, case-insensitive, after Markdown and
+    LaTeX markup is removed - C(60) or C(60.0), optional spaces, then C(km/h), C(km / h), C(km/hr),
+    C(km/hour), C(kmh), C(kmph), C(kph), C(km per hour), C(kilometers per hour) (also C(kilometres),
+    C(an hour)), or C(km h^-1) (C(km·h⁻¹)). C(160 km/h) and C(60 mph) are not 60 km/h.
+  - >-
+    C(chat_stream), C(tools_stream), C(reasoning_stream) - the same three requests with C(stream) and
+    C(stream_options.include_usage) (most clients stream, and vLLM parses tool calls and reasoning of a stream
+    delta by delta, in other code than a whole answer). The deltas of C(choices[0]) must make the answer its
+    non-streamed twin wants, judged the same way; tool calls are put together by C(index), the first delta of
+    a call carrying C(id), C(type) and C(function.name), later ones pieces of C(function.arguments); no
+    C(reasoning) (or C(reasoning_content)) delta may come after the content began; the stream must have a
+    C(finish_reason), a usage chunk whose C(prompt_tokens) and C(completion_tokens) add up to C(total_tokens),
+    and end with C(data: [DONE]).
   - >-
     C(auth) - a C(GET /v1/models) without the key gets 401 with vLLM's body C({"error": "Unauthorized"}). Every
-    other request sends C(Authorization: Bearer <api_key>) when O(api_key) is set.
+    other request sends C(Authorization: Bearer <api_key>) when O(api_key) is set. Without O(api_key) the
+    request still goes out, and says whether the endpoint is open - a 200 passes with a warning (a C(WARN)
+    summary line saying the endpoint is open), a 401 passes.
   - Each request has its own O(timeout); transient failures (connection refused or reset, timeouts, HTTP 429 and
     5xx) are retried up to O(retries) times, O(retry_delay) seconds apart. A wrong answer is never retried.
   - Chat requests carry C(max_tokens) (512, 512, 4096) so a runaway generation ends on its own.
@@ -55,22 +70,21 @@ options:
     default: deepseek-ai/DeepSeek-V3.2
   api_key:
     description:
-      - The service's API key (C(--api-key) or C(VLLM_API_KEY)). Sent as a bearer token, and enables the C(auth)
-        check by default.
+      - The service's API key (C(--api-key) or C(VLLM_API_KEY)). Sent as a bearer token; with it, the C(auth)
+        check wants a request without it refused, without it, C(auth) reports whether the endpoint is open.
     type: str
   checks:
     description:
       - Checks to run, in this order. Duplicates are dropped.
-      - Default is C(models), C(chat), C(tools), C(reasoning), plus C(auth) when O(api_key) is set.
-      - C(auth) requires O(api_key).
+      - Default is every check, in the order of the choices.
     type: list
     elements: str
-    choices: [models, chat, tools, reasoning, auth]
+    choices: [models, chat, chat_stream, tools, tools_stream, reasoning, reasoning_stream, auth]
   timeout:
     description:
       - Seconds one request may wait for the server (applied to the connection and to each read; vLLM sends a
-        non-streamed answer in one piece, so this bounds the whole request). The reasoning answer of a 685B
-        model can take a minute or more.
+        non-streamed answer in one piece, so this bounds the whole request, and a stream's next chunk). The
+        reasoning answer of a 685B model can take a minute or more.
     type: float
     default: 300
   retries:
@@ -147,12 +161,16 @@ passed:
   type: bool
   sample: true
 summary:
-  description: One line per check - PASS or FAIL, the check, what came back, and for a failure the likely fix.
+  description:
+    - One line per check - PASS, WARN or FAIL, the check, what came back, and for a failure the likely fix.
+    - WARN is a check that passed with something to know (C(warning)), such as an open endpoint.
   returned: always
   type: list
   elements: str
   sample:
     - "PASS models: 200, serves deepseek-ai/DeepSeek-V3.2 (max_model_len 163840) in 0.0 s"
+    - "WARN auth: 200 without a key: the endpoint is open, and no API key is configured in 0.0 s. Anyone who
+      reaches base_url can use the model: ..."
     - "FAIL tools: expected 200 with a function tool call get_weather ...; got 400 BadRequestError:
       \"\\\"auto\\\" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set\".
       Likely fix: start vLLM with --enable-auto-tool-choice --tool-call-parser deepseek_v32 ..."
@@ -163,7 +181,7 @@ results:
   elements: dict
   contains:
     name:
-      description: The check (models, chat, tools, reasoning, auth).
+      description: The check (one of the O(checks) choices).
       type: str
     passed:
       description: Whether the check passed.
@@ -175,6 +193,10 @@ results:
       description: The likely fix of a failure with a known cause.
       type: str
       returned: when the check failed and the cause is known
+    warning:
+      description: What to know about a check that passed, such as an endpoint open to anyone.
+      type: str
+      returned: when the check passed with something to know
     skipped:
       description: True when the check did not run because /v1/models got no answer.
       type: bool
@@ -197,6 +219,9 @@ results:
     response:
       description:
         - The last answer's body (parsed JSON, or text), with strings longer than 2000 characters cut.
+        - >-
+          For a streamed check, what the stream makes instead - C(chunks), the reassembled C(message),
+          C(finish_reason), C(usage), C(done) (ended by C(data: [DONE])), and the C(problems) found.
         - The report has it for every check that ran.
       type: raw
       returned: when the check ran and failed
@@ -214,18 +239,16 @@ import tempfile
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.vllm_smoke import ALL_CHECKS, DEFAULT_CHECKS, SmokeSettings, run_checks, summary_line
+from ansible.module_utils.vllm_smoke import CHECKS, SmokeSettings, run_checks, summary_line
 
 
 def _checks(module: AnsibleModule) -> list[str]:
     requested = module.params["checks"]
     if requested is None:
-        return list(DEFAULT_CHECKS) + (["auth"] if module.params["api_key"] else [])
+        return list(CHECKS)
     checks = list(dict.fromkeys(requested))
     if not checks:
-        module.fail_json(msg="checks is empty: name at least one of " + ", ".join(ALL_CHECKS))
-    if "auth" in checks and not module.params["api_key"]:
-        module.fail_json(msg="checks contains auth, which needs api_key: set api_key to the service's API key")
+        module.fail_json(msg="checks is empty: name at least one of " + ", ".join(CHECKS))
     return checks
 
 
@@ -267,7 +290,7 @@ def main() -> None:
             base_url=dict(type="str", required=True),
             model=dict(type="str", default="deepseek-ai/DeepSeek-V3.2"),
             api_key=dict(type="str", no_log=True),
-            checks=dict(type="list", elements="str", choices=list(ALL_CHECKS)),
+            checks=dict(type="list", elements="str", choices=list(CHECKS)),
             timeout=dict(type="float", default=300.0),
             retries=dict(type="int", default=3),
             retry_delay=dict(type="float", default=10.0),

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import pathlib
+import re
 import signal
 import socket
 import struct
@@ -461,6 +462,25 @@ def test_reasoning_only_when_thinking_is_requested(served):
     assert reasoning == message["reasoning"] and content == message["content"]
 
 
+def test_streamed_reasoning_deltas_are_vllm_0_33s(served):
+    """reasoning/deepseek_r1_reasoning_parser.py (what deepseek_v3 delegates to with thinking on): each token before
+    </think> is DeltaMessage(reasoning=...), the lone </think> token yields no chunk, later tokens are content;
+    serving.py dumps the deltas with exclude_unset, so a delta has only the field that is set."""
+    events = stream_chat(served, chat_template_kwargs={"thinking": True}, stream_options={"include_usage": True},
+                         messages=[{"role": "user", "content": TRAIN_QUESTION}])
+    deltas = [event["choices"][0]["delta"] for event in events[1:-2]]
+    kinds = [next(iter(delta)) for delta in deltas]
+    assert all(len(delta) == 1 for delta in deltas)
+    first_content = kinds.index("content")
+    assert first_content > 10 and set(kinds[:first_content]) == {"reasoning"}
+    assert set(kinds[first_content:]) == {"content"}
+    assert not any("</think>" in text for delta in deltas for text in delta.values())
+    assert events[-2]["choices"][0]["finish_reason"] == "stop" and events[-2]["choices"][0]["delta"] == {}
+    usage = events[-1]["usage"]
+    assert usage["completion_tokens_details"]["reasoning_tokens"] == first_content
+    assert usage["completion_tokens"] == len(deltas) + 2  # with </think> and EOS, which send nothing
+
+
 @pytest.mark.parametrize("city", ["San Francisco", "Paris"])
 def test_tool_call_with_arguments_from_the_prompt(served, city):
     body = chat(served, tools=[WEATHER_TOOL], messages=[{"role": "user", "content": f"What is the weather in {city}?"}])
@@ -474,14 +494,37 @@ def test_tool_call_with_arguments_from_the_prompt(served, city):
     assert other["choices"][0]["finish_reason"] == "stop" and "60 km/h" in other["choices"][0]["message"]["content"]
 
 
-def test_streamed_tool_call(served):
-    events = stream_chat(served, tools=[WEATHER_TOOL],
-                         messages=[{"role": "user", "content": "What is the weather in San Francisco?"}])
-    calls = [call for e in events for call in e["choices"][0]["delta"].get("tool_calls", [])]
-    assert calls[0]["function"]["name"] == "get_weather" and calls[0]["type"] == "function"
-    arguments = "".join(call["function"].get("arguments", "") for call in calls)
-    assert json.loads(arguments) == {"location": "San Francisco"}
-    assert events[-1]["choices"][0]["finish_reason"] == "tool_calls"
+FORECAST_TOOL = {"type": "function", "function": {
+    "name": "get_forecast", "description": "Weather forecast for a location",
+    "parameters": {"type": "object", "properties": {"location": {"type": "string"}, "days": {"type": "integer"}},
+                   "required": ["location", "days"]}}}
+
+
+@pytest.mark.parametrize("tool, question, pieces", [
+    (WEATHER_TOOL, "What is the weather in San Francisco?", ['{"location": "', "San Francisco", '"}']),
+    # A string value streams once its parameter's header is parsed, a number only once the call closes.
+    (FORECAST_TOOL, "What is the weather forecast in Paris for 3 days?",
+     ['{"location": "', "Paris", '", "days": ', "3}"]),
+])
+def test_streamed_tool_call_deltas_are_vllm_0_33s(served, tool, question, pieces):
+    """parser/engine/parser_engine.py: _emit_name_delta sends index, id, type and the name (no arguments) on the
+    first argument token after the invoke header; _compute_arg_delta then streams the prefix-stable JSON on tokens
+    with a '>' (arg_structural_chars of parser/deepseek_v32.py) and _handle_tool_end flushes the rest."""
+    events = stream_chat(served, tools=[tool], messages=[{"role": "user", "content": question}])
+    deltas = [e["choices"][0]["delta"] for e in events]
+    calls = [call for delta in deltas for call in delta.get("tool_calls", [])]
+    assert all(len(delta["tool_calls"]) == 1 for delta in deltas if "tool_calls" in delta)
+    header, *arguments = calls
+    assert re.fullmatch(r"chatcmpl-tool-[0-9a-f]{16}", header.pop("id"))
+    assert header == {"type": "function", "index": 0, "function": {"name": tool["function"]["name"]}}
+    assert all(sorted(call) == ["function", "index"] and call["index"] == 0 for call in arguments)
+    assert [call["function"] for call in arguments] == [{"arguments": piece} for piece in pieces]
+    assert not any(delta.get("content") for delta in deltas)
+    assert events[-1]["choices"][0]["finish_reason"] == "tool_calls" and deltas[-1] == {}
+    # The non-streamed answer carries the same call.
+    (call,) = chat(served, tools=[tool], messages=[{"role": "user", "content": question}]).json()[
+        "choices"][0]["message"]["tool_calls"]
+    assert call["function"]["arguments"] == "".join(pieces)
 
 
 def test_completions_endpoint(served):

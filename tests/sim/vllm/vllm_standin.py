@@ -1032,6 +1032,15 @@ def dsml_markup(name: str, arguments_json: str) -> str:
             + f"\n</{DSML}invoke>\n</{DSML}function_calls>")
 
 
+def streamable_arguments(params: list[tuple[str, object]]) -> str:
+    """The arguments JSON vLLM streams once `params` are parsed (ParserEngine._safe_arg_prefix): up to the last
+    value, a string value without its closing quote (more text may follow), any other value not yet."""
+    if not params:
+        return ""
+    text, value = json.dumps(dict(params), ensure_ascii=False), params[-1][1]
+    return text[:-2] if isinstance(value, str) else text[:-1 - len(json.dumps(value, ensure_ascii=False))]
+
+
 # Kinds of output tokens, as the reasoning and tool parsers sort them.
 REASONING, CONTENT, MARKUP, EOS = "reasoning", "content", "markup", "eos"
 
@@ -1041,7 +1050,8 @@ class Piece:
     kind: str
     text: str
     tool_start: tuple[int, str] | None = None  # (index, name): the tool parser emits the call's header here
-    tool_args: tuple[int, str] | None = None  # (index, arguments JSON): ... and its arguments here
+    tool_args: tuple[int, str] | None = None  # (index, JSON text): ... a piece of its arguments here
+    tool_end: bool = False  # ... and, with the last piece, the call is complete
 
 
 class Script:
@@ -1072,14 +1082,29 @@ class Script:
         # DSML tags are special tokens of the DeepSeek V3.2 tokenizer; the text between them is ordinary text.
         tokens = [token for part in re.split(r"(</?" + DSML + r"[a-z_]+)", markup) if part
                   for token in ([part] if part.startswith(("<" + DSML, "</" + DSML)) else split_tokens(part))]
-        header_end, consumed, announced = markup.index('">') + 2, 0, False
+        # vLLM 0.33's deepseek_v32 parser (parser/engine/parser_engine.py) sends the header with the first token
+        # after the invoke tag, converts the arguments on each token that ends a tag ('>', arg_structural_chars)
+        # and streams the part of the JSON that more text cannot change; the rest comes when the invoke closes.
+        header_end = markup.index('">') + 2
+        params = list(json.loads(arguments).items())
+        checkpoints, cursor = [], header_end
+        for position, (key, value) in enumerate(params):
+            cursor = markup.index('">', markup.index(f'<{DSML}parameter name="{key}"', cursor)) + 2
+            opened = params[:position] + ([(key, "")] if isinstance(value, str) else [])
+            checkpoints.append((cursor, streamable_arguments(opened)))
+            cursor = markup.index(f"</{DSML}parameter>", cursor) + len(f"</{DSML}parameter>")
+            checkpoints.append((cursor, streamable_arguments(params[:position + 1])))
+        checkpoints.append((markup.index(f"</{DSML}invoke>") + len(f"</{DSML}invoke>"), arguments))
+        consumed, announced, streamed = 0, False, ""
         for token in tokens:
-            consumed += len(token)
+            start, consumed = consumed, consumed + len(token)
             piece = Piece(MARKUP, token)
-            if consumed >= header_end and not announced:
+            if start >= header_end and not announced:
                 piece.tool_start, announced = (index, name), True
-            if consumed == len(markup):
-                piece.tool_args = (index, arguments)
+            reached = [text for end, text in checkpoints if end <= consumed]
+            if reached and len(reached[-1]) > len(streamed):
+                piece.tool_args, streamed = (index, reached[-1][len(streamed):]), reached[-1]
+                piece.tool_end = streamed == arguments
             self.pieces.append(piece)
 
     def piece(self, index: int) -> Piece:
@@ -1281,12 +1306,13 @@ class Generation:
         elif piece.tool_start is not None:
             index, name = piece.tool_start
             call_id = f"chatcmpl-tool-{uuid.uuid4().int & (2**64 - 1):016x}"
-            self.tool_calls[index] = {"id": call_id, "name": name, "arguments": ""}
+            self.tool_calls[index] = {"id": call_id, "name": name, "arguments": "", "complete": False}
             delta = {"tool_calls": [{"id": call_id, "type": "function", "index": index,
                                      "function": {"name": name}}]}
         elif piece.tool_args is not None:
             index, arguments = piece.tool_args
-            self.tool_calls[index]["arguments"] = arguments
+            self.tool_calls[index]["arguments"] += arguments
+            self.tool_calls[index]["complete"] = piece.tool_end
             delta = {"tool_calls": [{"index": index, "function": {"arguments": arguments}}]}
         if self.finish_reason is None:
             if piece.kind == EOS:
@@ -2029,7 +2055,7 @@ class App:
             {"reasoning_tokens": generation.reasoning_tokens} if self.deployment.reasoning_parser else None)
         calls = [{"id": call["id"], "type": "function", "function": {"name": call["name"],
                                                                      "arguments": call["arguments"]}}
-                 for _, call in sorted(generation.tool_calls.items()) if call["arguments"]]
+                 for _, call in sorted(generation.tool_calls.items()) if call["complete"]]
         content = generation.content_text()
         message = {"role": "assistant", "content": content if content or not calls else None, "refusal": None,
                    "annotations": None, "audio": None, "function_call": None}
