@@ -3,7 +3,8 @@ checks refuse what cannot work, HAProxy 2.6 accepts it (`haproxy -c`), and a rea
 health-checks, retries on another server, drains (community.general.haproxy as a rolling update calls it) and
 keeps a drained server drained across a reload.
 
-Run as a script, this file is the stand-in vLLM server of the live tests (`/health`, `/whoami`, a slow stream).
+Run as a script, this file is the stand-in vLLM server of the live tests (`/health`, `/v1/whoami`, a slow stream under
+/v1/, and any POST answered as inference).
 """
 
 import argparse
@@ -105,7 +106,10 @@ def test_default_configuration(role_renderer):
             "timeout http-keep-alive 60s", "load-server-state-from-file global"} <= set(sections["defaults"])
     assert not any("http-server-close" in line or "compression" in line or "http-buffer-request" in line
                    for lines in sections.values() for line in lines)
-    assert sections["frontend vllm_api"] == ["bind 10.20.0.5:8000", "default_backend vllm"]
+    assert sections["frontend vllm_api"] == ["bind 10.20.0.5:8000", "acl client_path path /health",
+                                             "acl client_path path_beg /v1/",
+                                             "http-request deny deny_status 404 unless client_path",
+                                             "default_backend vllm"]
     backend = sections["backend vllm"]
     assert backend[:9] == [
         "balance leastconn",
@@ -214,7 +218,7 @@ def _free_port() -> int:
 
 class Backend:
     """A stand-in vLLM server (this file run as a script) on a free loopback port; HAProxy knows it as `name`, it
-    answers /whoami with `answer` (the name by default)."""
+    answers /v1/whoami with `answer` (the name by default)."""
 
     def __init__(self, name: str, tmp_path: pathlib.Path, health_status: int = 200, answer: str = ""):
         from standin_process import StandinProcess  # tests/sim/, on sys.path through tests/conftest.py
@@ -330,10 +334,24 @@ def test_health_checks_take_out_a_server_whose_engine_is_dead(role_renderer, tmp
                     loadbalancer_check_interval="100ms", loadbalancer_check_fall=1, loadbalancer_check_rise=1)
     proxy.wait_for_status("node02", "DOWN")
     assert proxy.servers()["node01"]["status"] == "UP"
-    assert {requests.get(proxy.url("/whoami"), timeout=5).text for _ in range(6)} == {"node01"}
+    assert {requests.get(proxy.url("/v1/whoami"), timeout=5).text for _ in range(6)} == {"node01"}
     metrics = requests.get(f"http://127.0.0.1:{proxy.stats_port}/metrics", timeout=5).text
     assert 'haproxy_server_status{proxy="vllm",server="node02",state="DOWN"} 1' in metrics
     assert requests.get(f"http://127.0.0.1:{proxy.stats_port}/", timeout=5).status_code == 200
+
+
+@needs_haproxy
+@pytest.mark.parametrize("path", ["/invocations", "/tokenize", "/detokenize", "/generative_scoring",
+                                  "/scale_elastic_ep", "/metrics", "/ping", "/v1", "/v2/x", "/inference/v1/generate"])
+def test_only_the_clients_paths_reach_vllm(role_renderer, tmp_path, started, path):
+    backend = started(Backend, "node01", tmp_path)
+    proxy = started(HAProxy, role_renderer, tmp_path, [backend], loadbalancer_check_interval="100ms",
+                    loadbalancer_check_rise=1)
+    proxy.wait_for_status("node01", "UP")
+    refused = requests.post(proxy.url(path), json={"messages": [{"role": "user", "content": "hi"}]}, timeout=5)
+    assert refused.status_code == 404 and "X-Server" not in refused.headers
+    assert requests.post(proxy.url("/v1/chat/completions"), json={}, timeout=5).headers["X-Server"] == "node01"
+    assert requests.get(proxy.url("/health"), timeout=5).status_code == 200
 
 
 @needs_haproxy
@@ -342,9 +360,9 @@ def test_a_request_to_a_dead_server_is_retried_on_another(role_renderer, tmp_pat
     second = started(Backend, "node02", tmp_path)
     # Checks far apart: HAProxy still believes node02 is up when it has gone, so only the retry can save requests.
     proxy = started(HAProxy, role_renderer, tmp_path, [first, second], loadbalancer_check_interval="60s")
-    assert {requests.get(proxy.url("/whoami"), timeout=5).text for _ in range(4)} == {"node01", "node02"}
+    assert {requests.get(proxy.url("/v1/whoami"), timeout=5).text for _ in range(4)} == {"node01", "node02"}
     second.stop()
-    answers = [requests.get(proxy.url("/whoami"), timeout=10) for _ in range(6)]
+    answers = [requests.get(proxy.url("/v1/whoami"), timeout=10) for _ in range(6)]
     assert [(answer.status_code, answer.text) for answer in answers] == [(200, "node01")] * 6
     # The health check has not taken it out yet ("UP" or "UP 1/3" on the way down).
     assert proxy.servers()["node02"]["status"].startswith("UP")
@@ -356,7 +374,7 @@ def test_a_drained_server_finishes_its_stream_gets_nothing_new_and_stays_drained
     first = started(Backend, "node01", tmp_path)
     second = started(Backend, "node02", tmp_path)
     proxy = started(HAProxy, role_renderer, tmp_path, [first, second], loadbalancer_check_interval="60s")
-    stream = requests.get(proxy.url("/stream?chunks=20"), stream=True, timeout=10)
+    stream = requests.get(proxy.url("/v1/stream?chunks=20"), stream=True, timeout=10)
     streaming_server = stream.headers["X-Server"]
     other = "node02" if streaming_server == "node01" else "node01"
     chunks = stream.iter_lines()
@@ -365,7 +383,7 @@ def test_a_drained_server_finishes_its_stream_gets_nothing_new_and_stays_drained
     proxy.command(f"set server vllm/{streaming_server} state drain")
     assert proxy.servers()[streaming_server]["status"] == "DRAIN"
     assert proxy.servers()[streaming_server]["scur"] == "1"  # what `drain: true` + `wait: true` waits on
-    assert {requests.get(proxy.url("/whoami"), timeout=5).text for _ in range(4)} == {other}
+    assert {requests.get(proxy.url("/v1/whoami"), timeout=5).text for _ in range(4)} == {other}
     assert list(chunks) == [f"token {index}".encode() for index in range(1, 20)]
     deadline = time.monotonic() + 5
     while proxy.servers()[streaming_server]["scur"] != "0":
@@ -377,9 +395,9 @@ def test_a_drained_server_finishes_its_stream_gets_nothing_new_and_stays_drained
     proxy.stop()
     restarted = started(HAProxy, role_renderer, tmp_path, [first, second], loadbalancer_check_interval="60s")
     assert restarted.servers()[streaming_server]["status"] == "DRAIN"
-    assert {requests.get(restarted.url("/whoami"), timeout=5).text for _ in range(4)} == {other}
+    assert {requests.get(restarted.url("/v1/whoami"), timeout=5).text for _ in range(4)} == {other}
     restarted.command(f"set server vllm/{streaming_server} state ready")
-    assert {requests.get(restarted.url("/whoami"), timeout=5).text for _ in range(4)} == {"node01", "node02"}
+    assert {requests.get(restarted.url("/v1/whoami"), timeout=5).text for _ in range(4)} == {"node01", "node02"}
 
 
 ANSIBLE_PLAYBOOK = pathlib.Path(sys.executable).with_name("ansible-playbook")
@@ -393,7 +411,7 @@ def test_the_modules_drain_waits_until_the_running_stream_ends(role_renderer, tm
     second = started(Backend, "node02", tmp_path)
     proxy = started(HAProxy, role_renderer, tmp_path, [first, second], loadbalancer_check_interval="60s")
     # About 8 s: longer than ansible-playbook takes to start, so that the module finds the stream running.
-    stream = requests.get(proxy.url("/stream?chunks=160"), stream=True, timeout=10)
+    stream = requests.get(proxy.url("/v1/stream?chunks=160"), stream=True, timeout=10)
     draining = stream.headers["X-Server"]
     received, finished = [], {}
 
@@ -458,7 +476,7 @@ def test_a_reload_keeps_drained_servers_drained_and_takes_moved_servers_from_the
     proxy.stop()
     restarted = started(HAProxy, role_renderer, tmp_path, [first, moved], loadbalancer_check_interval="60s")
     assert restarted.servers()["node01"]["status"] == "DRAIN"
-    assert {requests.get(restarted.url("/whoami"), timeout=5).text for _ in range(4)} == {"node02-moved"}
+    assert {requests.get(restarted.url("/v1/whoami"), timeout=5).text for _ in range(4)} == {"node02-moved"}
 
 
 # --- the stand-in vLLM server -------------------------------------------------------------------------------
@@ -481,9 +499,9 @@ def _serve(host: str, port: int, name: str, health_status: int) -> None:
         def do_GET(self):
             if self.path == "/health":
                 self._answer(health_status, b"")
-            elif self.path == "/whoami":
+            elif self.path == "/v1/whoami":
                 self._answer(200, name.encode())
-            elif self.path.startswith("/stream?chunks="):
+            elif self.path.startswith("/v1/stream?chunks="):
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.send_header("Transfer-Encoding", "chunked")
@@ -497,6 +515,12 @@ def _serve(host: str, port: int, name: str, health_status: int) -> None:
                 self.wfile.write(b"0\r\n\r\n")
             else:
                 self._answer(404, json.dumps({"detail": "Not Found"}).encode(), "application/json")
+
+        def do_POST(self):
+            # vLLM runs /invocations (and more) without checking the API key.
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self._answer(200, json.dumps({"object": "chat.completion", "path": self.path}).encode(),
+                         "application/json")
 
     server = http.server.ThreadingHTTPServer((host, port), Handler)
     print(f"READY http://{host}:{server.server_port}", flush=True)

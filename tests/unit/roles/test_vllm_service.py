@@ -44,7 +44,8 @@ def test_default_unit_has_the_mandatory_flags(role_renderer):
         "VLLM_ROCM_USE_AITER=1", "AITER_ENABLE_VSKIP=0", "HF_HUB_OFFLINE=1", "VLLM_ENGINE_READY_TIMEOUT_S=1800"}
     assert _flag(docker_args, "--env-file") == ["/etc/vllm/vllm.env"]
     assert _flag(docker_args, "--publish") == ["10.20.0.11:8000:8000"]
-    assert "/srv/huggingface:/root/.cache/huggingface" in _flag(docker_args, "--volume")
+    # Read-only: with HF_HUB_OFFLINE=1 vLLM 0.33 only reads the snapshot (no locks, refs or modules are written).
+    assert "/srv/huggingface:/root/.cache/huggingface:ro" in _flag(docker_args, "--volume")
     assert {"/var/lib/vllm/cache/triton:/root/.triton", "/var/lib/vllm/cache/vllm:/root/.cache/vllm",
             "/var/lib/vllm/cache/aiter:/root/.aiter"} <= set(_flag(docker_args, "--volume"))
     # The image's entrypoint is `vllm serve`: vLLM 0.33 takes the model as its first positional argument
