@@ -514,6 +514,76 @@ def test_request_errors_in_vllm_shape(served):
                                                "'application/json' is allowed")
 
 
+# ------------------------------------------------------------------------------------------ request validation
+HELLO = {"messages": [{"role": "user", "content": "Hello, who are you?"}], "max_tokens": 5}
+ONCE = {"prompt": "Once upon a time", "max_tokens": 4}
+
+
+def bad_request(message: str, param: str | None = None, err_type: str = "BadRequestError", code: int = 400):
+    return code, {"error": {"message": message, "type": err_type, "param": param, "code": code}}
+
+
+TOO_MANY = "max_tokens=10000000 cannot be greater than max_model_len=163840. Please request fewer output tokens. " \
+           "(parameter=max_tokens, value=10000000)"
+
+
+def missing(field: str, items: int):
+    return bad_request(f"1 validation error:\n  {{'type': 'missing', 'loc': 'body.{field}', 'msg': 'Field "
+                       f"required', 'input': '<dict of {items} items>'}}", f"body.{field}", "Bad Request")
+
+
+@pytest.mark.parametrize("path, body, status, expected", [
+    ("/v1/chat/completions", {"messages": []}, *bad_request("list index out of range", err_type="InternalServerError",
+                                                            code=500)),
+    ("/v1/chat/completions", {"model": MODEL}, *missing("messages", 1)),
+    ("/v1/chat/completions", {**HELLO, "max_tokens": 10_000_000}, *bad_request(TOO_MANY, "max_tokens")),
+    ("/v1/chat/completions", {**HELLO, "max_completion_tokens": 200_000}, *bad_request(
+        "max_completion_tokens=200000 cannot be greater than max_model_len=163840. Please request fewer output "
+        "tokens. (parameter=max_completion_tokens, value=200000)", "max_completion_tokens")),
+    ("/v1/chat/completions", {**HELLO, "max_tokens": 163_840}, 200, None),  # prompt + max_tokens > context: clamped
+    ("/v1/chat/completions", {**HELLO, "max_tokens": -5}, *bad_request(
+        "max_tokens must be at least 1, got -5. (parameter=max_tokens, value=-5)", "max_tokens")),
+    ("/v1/chat/completions", {**HELLO, "max_tokens": "many"}, *bad_request(
+        "1 validation error:\n  {'type': 'int_parsing', 'loc': 'body.max_tokens', 'msg': 'Input should be a valid "
+        "integer, unable to parse string as an integer', 'input': 'many'}", "body.max_tokens", "Bad Request")),
+    ("/v1/chat/completions", {**HELLO, "temperature": 3}, *bad_request(
+        "temperature must be in [0, 2], got 3.0. (parameter=temperature, value=3.0)", "temperature")),
+    ("/v1/chat/completions", {**HELLO, "temperature": -0.5}, *bad_request(
+        "temperature must be non-negative, got -0.5. (parameter=temperature, value=-0.5)", "temperature")),
+    ("/v1/chat/completions", {**HELLO, "top_p": 0}, *bad_request(
+        "top_p must be in (0, 1], got 0.0. (parameter=top_p, value=0.0)", "top_p")),
+    ("/v1/chat/completions", {**HELLO, "n": 0}, *bad_request("n must be at least 1, got 0.")),
+    # The order of the checks: the model first, then max_tokens against the context, then the sampling parameters.
+    ("/v1/chat/completions", {**HELLO, "model": "gpt-4", "max_tokens": 10_000_000}, *bad_request(
+        "The model `gpt-4` does not exist. Valid aliases: deepseek-ai/DeepSeek-V3.2.", "model", "NotFoundError", 404)),
+    ("/v1/chat/completions", {**HELLO, "temperature": 3, "max_tokens": 10_000_000}, *bad_request(
+        TOO_MANY, "max_tokens")),
+    ("/v1/completions", {"max_tokens": 3}, *bad_request(
+        "Either prompt or prompt_embeds must be provided and non-empty. (parameter=prompt)", "prompt")),
+    ("/v1/completions", {**ONCE, "max_tokens": 10_000_000}, *bad_request(TOO_MANY, "max_tokens")),
+    ("/v1/chat/completions", (b"{not json", "application/json"), *bad_request(
+        "1 validation error:\n  {'type': 'json_invalid', 'loc': 'body.1', 'msg': 'JSON decode error', 'input': "
+        "'<dict of 0 items>', 'ctx': {'error': 'Expecting property name enclosed in double quotes'}}", "body.1",
+        "Bad Request")),
+    ("/v1/chat/completions", (json.dumps(HELLO), "application/x-www-form-urlencoded"), *bad_request(
+        "1 validation error:\n  Unsupported Media Type: Only 'application/json' is allowed", None, "Bad Request")),
+], ids=["empty-messages", "no-messages", "max-tokens-over-context", "max-completion-tokens-over-context",
+        "max-tokens-clamped", "negative-max-tokens", "max-tokens-not-a-number", "temperature-high", "temperature-low",
+        "top-p-zero", "n-zero", "model-first", "context-before-sampling", "no-prompt", "completion-max-tokens",
+        "bad-json", "form"])
+def test_request_validation_like_vllm(served, path, body, status, expected):
+    if isinstance(body, dict):
+        response = served.session.post(served.url + path, json={"model": MODEL, **body}, timeout=30)
+    else:
+        data, content_type = body
+        response = served.session.post(served.url + path, data=data, headers={"Content-Type": content_type},
+                                       timeout=30)
+    assert response.status_code == status, response.text
+    if expected is None:
+        assert response.json()["choices"][0]["finish_reason"] == "stop"
+    else:
+        assert response.json() == expected
+
 def test_metrics_follow_the_requests(served):
     before = metric_values(served)
     chat(served, max_tokens=11, ignore_eos=True, messages=[{"role": "user", "content": "Count"}])

@@ -1631,6 +1631,124 @@ def validation_error(errors: list[dict | str]) -> Response:
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# Request validation in vLLM 0.33's order: pydantic's checks of the body (FastAPI's RequestValidationError, answered
+# by handlers/validation.py), then the serving code's VLLMValidationErrors (exceptions.py, handlers/vllm_error.py).
+# Pydantic errors carry `loc` as vLLM's handler cleans it: a union's branch names are left out.
+# ----------------------------------------------------------------------------------------------------------------
+
+VLLM_MAX_N_SEQUENCES = 16384  # envs.py default
+# (field, type, nullable) in the models' field order, which is the order pydantic reports errors in.
+CHAT_NUMBERS = (("max_tokens", int, True), ("max_completion_tokens", int, True), ("n", int, True),
+                ("temperature", float, True), ("top_p", float, True))
+COMPLETION_NUMBERS = (("max_tokens", int, True), ("n", int, False), ("temperature", float, True),
+                      ("top_p", float, True))
+INTEGER_TEXT = re.compile(r"\s*[+-]?\d+(?:\.0*)?\s*")
+FIELD_MESSAGES = {"missing": "Field required", "list_type": "Input should be a valid list",
+                  "string_type": "Input should be a valid string"}
+
+
+def field_error(kind: str, loc: tuple, value) -> dict:
+    return {"type": kind, "loc": loc, "msg": FIELD_MESSAGES[kind], "input": value}
+
+
+def vllm_validation_error(message: str, parameter: str | None = None, value=None) -> Response:
+    """A VLLMValidationError as create_error_response answers it: 400 BadRequestError with the parameter as `param`,
+    and "(parameter=…, value=…)" appended by the exception's __str__."""
+    extras = [f"{name}={item}" for name, item in (("parameter", parameter), ("value", value)) if item is not None]
+    return error_response(f"{message} ({', '.join(extras)})" if extras else message, param=parameter)
+
+
+def lax_int(value, loc: tuple) -> tuple[int | None, dict | None]:
+    """Pydantic's lax `int`: bools, integral floats and integer strings convert."""
+    if isinstance(value, int):
+        return int(value), None
+    if isinstance(value, float) and value.is_integer():
+        return int(value), None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None, {"type": "finite_number", "loc": loc, "msg": "Input should be a finite number", "input": value}
+    if isinstance(value, float):
+        return None, {"type": "int_from_float", "loc": loc,
+                      "msg": "Input should be a valid integer, got a number with a fractional part", "input": value}
+    if isinstance(value, str) and INTEGER_TEXT.fullmatch(value):
+        return int(value.strip().split(".")[0]), None
+    if isinstance(value, str):
+        return None, {"type": "int_parsing", "loc": loc,
+                      "msg": "Input should be a valid integer, unable to parse string as an integer", "input": value}
+    return None, {"type": "int_type", "loc": loc, "msg": "Input should be a valid integer", "input": value}
+
+
+def lax_float(value, loc: tuple) -> tuple[float | None, dict | None]:
+    """Pydantic's lax `float`: numbers, bools and numeric strings convert."""
+    if isinstance(value, (int, float)):
+        return float(value), None
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            return float(value), None
+        return None, {"type": "float_parsing", "loc": loc,
+                      "msg": "Input should be a valid number, unable to parse string as a number", "input": value}
+    return None, {"type": "float_type", "loc": loc, "msg": "Input should be a valid number", "input": value}
+
+
+def number_errors(body: dict, fields: tuple) -> list[dict]:
+    """Checks the numeric fields and puts the converted values in the body, as the model hands them on."""
+    errors = []
+    for name, kind, nullable in fields:
+        if name not in body or (body[name] is None and nullable):
+            continue
+        value, error = (lax_int if kind is int else lax_float)(body[name], ("body", name))
+        if error is None:
+            body[name] = value
+        else:
+            errors.append(error)
+    return errors
+
+
+def chat_field_errors(body: dict) -> list[dict]:
+    """ChatCompletionRequest (chat_completion/protocol.py): `messages` is required and a list (an empty one passes),
+    and the numbers the stand-in uses."""
+    if "messages" not in body:
+        errors = [field_error("missing", ("body", "messages"), body)]
+    elif not isinstance(body["messages"], list):
+        errors = [field_error("list_type", ("body", "messages"), body["messages"])]
+    else:
+        errors = []
+    return errors + number_errors(body, CHAT_NUMBERS)
+
+
+def completion_prompt_error(body: dict) -> Response | None:
+    """CompletionRequest.validate_prompt_and_prompt_embeds, a "before" validator. Its VLLMValidationError is not a
+    pydantic error: it escapes validation, and /invocations' search for a handler, as a 400."""
+    if body.get("prompt") in (None, ""):
+        return vllm_validation_error("Either prompt or prompt_embeds must be provided and non-empty.", "prompt")
+    return None
+
+
+def completion_field_errors(body: dict) -> list[dict]:
+    """A prompt that is neither a text nor a list fails each branch of the prompt's union; then the numbers."""
+    prompt, loc = body.get("prompt"), ("body", "prompt")
+    errors = [] if isinstance(prompt, (str, list)) else [
+        field_error("list_type", loc, prompt), field_error("list_type", loc, prompt),
+        field_error("string_type", loc, prompt), field_error("list_type", loc, prompt)]
+    return errors + number_errors(body, COMPLETION_NUMBERS)
+
+
+def requested_output(body: dict, chat: bool) -> tuple[str, int | None]:
+    """The output budget the request names: chat prefers max_completion_tokens; completions default to 16."""
+    if chat and body.get("max_completion_tokens") is not None:
+        return "max_completion_tokens", body["max_completion_tokens"]
+    return "max_tokens", body.get("max_tokens", None if chat else 16)
+
+
+EMPTY_CONVERSATION_FRAMES: list[Frame] = [
+    ("renderers/online_renderer.py", 821, "preprocess_chat",
+     "(conversation,), (engine_input,) = await renderer.render_chat_async("),
+    ("renderers/base.py", 1403, "render_chat_async", "for conv, prompt in await asyncio.gather(*rendered):"),
+    ("renderers/deepseek_v32.py", 75, "render_messages_async", "prompt_raw = await self._apply_chat_template_async("),
+    ("tokenizers/deepseek_v32.py", 42, "apply_chat_template", 'drop_thinking = messages[-1]["role"] == "user"'),
+]
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # The OpenAI-compatible API (entrypoints/openai/*, entrypoints/serve/*).
 # ----------------------------------------------------------------------------------------------------------------
 
@@ -1657,6 +1775,7 @@ class Deployment:
     log_requests: bool
     release: Release
     trust_request_chat_template: bool = False
+    tokenizer_mode: str = "deepseek_v32"
 
 
 def random_id() -> str:
@@ -1865,35 +1984,77 @@ class App:
         return parsed
 
     def _check_model(self, body: dict) -> Response | None:
+        """The chat route logs the refusal (chat_completion/serving.py render_chat_request); the others do not."""
+        response = self._unknown_model(body)
+        if response is not None:
+            self.log.error(self.api, "serving.py:280", f"Error with model {response_summary(response)}")
+        return response
+
+    def _unknown_model(self, body: dict) -> Response | None:
         model = body.get("model")
         if model and model not in self.deployment.served_names:
-            response = error_response(
+            return error_response(
                 f"The model `{model}` does not exist. Valid aliases: {', '.join(self.deployment.served_names)}.",
                 "NotFoundError", 404, "model")
-            self.log.error(self.api, "serving.py:396", f"Error with model {response_summary(response)}")
-            return response
         return None
 
-    def _common_limits(self, body: dict, prompt_tokens: int) -> int | Response:
+    def _output_budget_error(self, body: dict, *, chat: bool) -> Response | None:
+        """TokenizeParams.__post_init__ (renderers/params.py), built from the request before the prompt is rendered:
+        the output alone may not exceed the context. Output plus prompt beyond it is only clamped, later."""
+        param, requested = requested_output(body, chat)
         max_len = self.deployment.max_model_len
-        # VLLMValidationError (exceptions.py) appends "(parameter=..., value=...)" to its message.
+        if requested is not None and requested > max_len:
+            return vllm_validation_error(f"{param}={requested} cannot be greater than max_model_len={max_len}. "
+                                         "Please request fewer output tokens.", param, requested)
+        return None
+
+    def _empty_conversation_error(self, messages: list, tools: list | None) -> Response | None:
+        """DeepSeek V3.2's encoder reads messages[-1] (tokenizers/deepseek_v32.py apply_chat_template): without
+        messages or tools that is an IndexError, which the catch-all handler answers 500 and uvicorn logs."""
+        if messages or tools or self.deployment.tokenizer_mode != "deepseek_v32":
+            return None
+        sys.stderr.write("ERROR:    Exception in ASGI application\n")
+        print_traceback(EMPTY_CONVERSATION_FRAMES, "IndexError: list index out of range")
+        return error_response("list index out of range", "InternalServerError", 500)
+
+    def _generation_limits(self, body: dict, prompt_tokens: int, *, chat: bool) -> int | Response:
+        """After rendering, in vLLM's order: the prompt against the context (renderers/params.py _token_len_check),
+        max_tokens clamped to what the context leaves (serve/utils/api_utils.py get_max_tokens), then
+        SamplingParams._verify_args (sampling_params.py) on n, temperature, top_p and the clamped max_tokens."""
+        max_len = self.deployment.max_model_len
         if prompt_tokens > max_len:
-            return error_response(
+            return vllm_validation_error(
                 f"This model's maximum context length is {max_len} tokens. However, your prompt contains "
                 f"{prompt_tokens} input tokens, which exceeds this limit even without any output tokens. Please "
-                f"reduce the length of the input prompt. (parameter=input_tokens, value={prompt_tokens})",
-                param="input_tokens")
-        requested = body.get("max_completion_tokens", body.get("max_tokens"))
-        if requested is not None and (isinstance(requested, bool) or not isinstance(requested, int)):
-            return validation_error([{"type": "int_type", "loc": ("body", "max_tokens"),
-                                      "msg": "Input should be a valid integer", "input": requested}])
-        if requested is not None and requested < 1:
-            return error_response(f"max_tokens must be at least 1, got {requested}. (parameter=max_tokens, "
-                                  f"value={requested})", param="max_tokens")
-        if (body.get("n") or 1) != 1:
+                "reduce the length of the input prompt.", "input_tokens", prompt_tokens)
+        requested = requested_output(body, chat)[1]
+        max_tokens = max_len - prompt_tokens if requested is None else min(max_len - prompt_tokens, requested)
+        n = 1 if body.get("n") is None else body["n"]
+        if n < 1:
+            return vllm_validation_error(f"n must be at least 1, got {n}.")
+        if n > VLLM_MAX_N_SEQUENCES:
+            return vllm_validation_error(f"n must be at most {VLLM_MAX_N_SEQUENCES}, got {n}. To increase this "
+                                         "limit, set the VLLM_MAX_N_SEQUENCES environment variable.")
+        temperature, top_p = body.get("temperature"), body.get("top_p")
+        if temperature is not None and not math.isfinite(temperature):
+            return vllm_validation_error(f"temperature must be a finite number, got {temperature}.", "temperature",
+                                         temperature)
+        if temperature is not None and temperature < 0:
+            return vllm_validation_error(f"temperature must be non-negative, got {temperature}.", "temperature",
+                                         temperature)
+        if temperature is not None and temperature > 2:
+            return vllm_validation_error(f"temperature must be in [0, 2], got {temperature}.", "temperature",
+                                         temperature)
+        if top_p is not None and not 0 < top_p <= 1:
+            return vllm_validation_error(f"top_p must be in (0, 1], got {top_p}.", "top_p", top_p)
+        if max_tokens < 1:
+            return vllm_validation_error(f"max_tokens must be at least 1, got {max_tokens}.", "max_tokens",
+                                         max_tokens)
+        if n > 1 and temperature is not None and temperature < 1e-5:
+            return vllm_validation_error(f"n must be 1 when using greedy sampling, got {n}.")
+        if n != 1:
             return error_response("n > 1 is not simulated by the vLLM stand-in")
-        remaining = max_len - prompt_tokens
-        return min(remaining, requested) if requested is not None else remaining
+        return max_tokens
 
     @staticmethod
     def _seed(body: dict, text: str) -> int:
@@ -1904,14 +2065,9 @@ class App:
         return [stop] if isinstance(stop, str) else [item for item in stop if isinstance(item, str)]
 
     async def _chat(self, request: HttpRequest, body: dict, reader, writer) -> Response | int:
-        messages = body.get("messages")
-        if "messages" not in body:
-            return validation_error([{"type": "missing", "loc": ("body", "messages"), "msg": "Field required",
-                                      "input": body}])
-        if not isinstance(messages, list):
-            return validation_error([{"type": "list_type", "loc": ("body", "messages"),
-                                      "msg": "Input should be a valid list", "input": messages}])
-        messages = [m for m in messages if isinstance(m, dict)]
+        if errors := chat_field_errors(body):
+            return validation_error(errors)
+        messages = [m for m in body["messages"] if isinstance(m, dict)]
         if (error := self._check_model(body)) is not None:
             return error
         tools = body.get("tools") or None
@@ -1925,13 +2081,17 @@ class App:
             described = (f'function "{(tool_choice.get("function") or {}).get("name")}"'
                          if isinstance(tool_choice, dict) else f'"{tool_choice}"')
             return error_response(f"tool_choice={described} requires --tool-call-parser to be set")
+        if (error := self._output_budget_error(body, chat=True)) is not None:
+            return error
         if not deployment.has_chat_template and not (body.get("chat_template")
                                                      and deployment.trust_request_chat_template):
             return error_response(CHAT_TEMPLATE_ERROR)
+        if (error := self._empty_conversation_error(messages, tools)) is not None:
+            return error
         kwargs = {**deployment.default_chat_template_kwargs, **(body.get("chat_template_kwargs") or {})}
         thinking = bool(kwargs.get("thinking") or kwargs.get("enable_thinking"))
         prompt_tokens = chat_prompt_tokens(messages, tools, thinking)
-        max_tokens = self._common_limits(body, prompt_tokens)
+        max_tokens = self._generation_limits(body, prompt_tokens, chat=True)
         if isinstance(max_tokens, Response):
             return max_tokens
         use_tools = tool_choice not in (None, "none") and deployment.auto_tools
@@ -1947,6 +2107,10 @@ class App:
                                named_tool=isinstance(tool_choice, dict))
 
     async def _completion(self, request: HttpRequest, body: dict, reader, writer) -> Response | int:
+        if (error := completion_prompt_error(body)) is not None:
+            return error
+        if errors := completion_field_errors(body):
+            return validation_error(errors)
         prompt = body.get("prompt")
         if isinstance(prompt, list) and len(prompt) == 1:
             prompt = prompt[0]
@@ -1954,18 +2118,15 @@ class App:
             prompt_tokens, text = len(prompt), " ".join(map(str, prompt))
         elif isinstance(prompt, str):
             prompt_tokens, text = 1 + estimate_tokens(prompt), prompt
-        elif prompt is None:
-            return validation_error([{"type": "missing", "loc": ("body", "prompt"), "msg": "Field required",
-                                      "input": body}])
         else:
             return error_response("Several prompts in one request are not simulated by the vLLM stand-in")
-        if (error := self._check_model(body)) is not None:
+        if (error := self._unknown_model(body)) is not None:
             return error
-        max_tokens = self._common_limits(body, prompt_tokens)
+        if (error := self._output_budget_error(body, chat=False)) is not None:
+            return error
+        max_tokens = self._generation_limits(body, prompt_tokens, chat=False)
         if isinstance(max_tokens, Response):
             return max_tokens
-        if body.get("max_tokens") is None:
-            max_tokens = min(max_tokens, 16)  # the Completions API's default max_tokens
         seed = self._seed(body, text)
         reply = Reply(reasoning="", content=Filler(seed).text(Filler(seed).rng.randint(40, 200)),
                       garbled=self.deployment.garbled)
@@ -2650,7 +2811,7 @@ async def serve(args: argparse.Namespace, release: Release, log: VllmLog) -> int
         api_keys=[key for key in (args.api_key or [os.environ.get("VLLM_API_KEY")]) if key],
         fingerprint=fingerprint(args, release, config), garbled=engine_info["garbled"],
         log_requests=bool(args.enable_log_requests), release=release,
-        trust_request_chat_template=bool(args.trust_request_chat_template))
+        trust_request_chat_template=bool(args.trust_request_chat_template), tokenizer_mode=config["tokenizer_mode"])
     metrics = Metrics(served[0], max_model_len)
     engine = Engine(stream_rate=env_float("SIM_TOKENS_PER_SECOND_PER_STREAM", 100.0),
                     capacity=env_float("SIM_MAX_TOKENS_PER_SECOND", 5700.0),
