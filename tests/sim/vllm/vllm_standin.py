@@ -41,6 +41,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from http import HTTPStatus
+from urllib.parse import quote, unquote
 
 DEFAULT_VERSION = "0.33.0"
 DEFAULT_MODEL = "Qwen/Qwen3-0.6B"  # `vllm serve` without a model (entrypoints/cli/serve.py)
@@ -1645,6 +1646,7 @@ COMPLETION_NUMBERS = (("max_tokens", int, True), ("n", int, False), ("temperatur
 INTEGER_TEXT = re.compile(r"\s*[+-]?\d+(?:\.0*)?\s*")
 FIELD_MESSAGES = {"missing": "Field required", "list_type": "Input should be a valid list",
                   "string_type": "Input should be a valid string"}
+SCALE_FAILED_LOG = "api_router.py:80"  # serve/elastic_ep/api_router.py logger.error("Scale failed: %s", e)
 
 
 def field_error(kind: str, loc: tuple, value) -> dict:
@@ -1703,6 +1705,17 @@ def number_errors(body: dict, fields: tuple) -> list[dict]:
     return errors
 
 
+def int_list_errors(values: list, loc: tuple) -> list[dict]:
+    errors = []
+    for index, item in enumerate(values):
+        value, error = lax_int(item, (*loc, index))
+        if error is None:
+            values[index] = value
+        else:
+            errors.append(error)
+    return errors
+
+
 def chat_field_errors(body: dict) -> list[dict]:
     """ChatCompletionRequest (chat_completion/protocol.py): `messages` is required and a list (an empty one passes),
     and the numbers the stand-in uses."""
@@ -1723,6 +1736,15 @@ def completion_prompt_error(body: dict) -> Response | None:
     return None
 
 
+def prompt_shape_valid(prompt) -> bool:
+    """CompletionRequest.prompt: a text, token ids (>= 0), a list of texts or a list of token-id lists."""
+    def token_ids(value) -> bool:
+        return isinstance(value, list) and all(isinstance(item, int) and item >= 0 for item in value)
+
+    return isinstance(prompt, str) or token_ids(prompt) or isinstance(prompt, list) and (
+        all(isinstance(item, str) for item in prompt) or all(token_ids(item) for item in prompt))
+
+
 def completion_field_errors(body: dict) -> list[dict]:
     """A prompt that is neither a text nor a list fails each branch of the prompt's union; then the numbers."""
     prompt, loc = body.get("prompt"), ("body", "prompt")
@@ -1739,6 +1761,120 @@ def requested_output(body: dict, chat: bool) -> tuple[str, int | None]:
     return "max_tokens", body.get("max_tokens", None if chat else 16)
 
 
+def tokenize_errors(body: dict) -> list[dict]:
+    """TokenizeRequest is a union of two models: each branch's errors, under the model's name in `loc`."""
+    errors = []
+    for model, field, kind, valid in (("TokenizeCompletionRequest", "prompt", "string_type", str),
+                                      ("TokenizeChatRequest", "messages", "list_type", list)):
+        loc = ("body", model, field)
+        if field not in body:
+            errors.append(field_error("missing", loc, body))
+        elif not isinstance(body[field], valid):
+            errors.append(field_error(kind, loc, body[field]))
+    return errors
+
+
+def detokenize_errors(body: dict) -> list[dict]:
+    """DetokenizeRequest.tokens: list[Annotated[int, Field(ge=0, le=2**63 - 1)]]."""
+    tokens, loc = body.get("tokens"), ("body", "tokens")
+    if "tokens" not in body:
+        return [field_error("missing", loc, body)]
+    if not isinstance(tokens, list):
+        return [field_error("list_type", loc, tokens)]
+    errors = []
+    for index, item in enumerate(tokens):
+        token, error = lax_int(item, (*loc, index))
+        if error is None and token < 0:
+            error = {"type": "greater_than_equal", "loc": (*loc, index),
+                     "msg": "Input should be greater than or equal to 0", "input": item, "ctx": {"ge": 0}}
+        elif error is None and token > 2**63 - 1:
+            error = {"type": "less_than_equal", "loc": (*loc, index),
+                     "msg": f"Input should be less than or equal to {2**63 - 1}", "input": item,
+                     "ctx": {"le": 2**63 - 1}}
+        if error is None:
+            tokens[index] = token
+        else:
+            errors.append(error)
+    return errors
+
+
+def scoring_errors(body: dict) -> list[dict]:
+    """GenerativeScoringRequest (generate/generative_scoring/serving.py): query is str | list[int], items is
+    list[str] | list[list[int]], label_token_ids is list[int]; all three are required."""
+    errors = []
+    query, loc = body.get("query"), ("body", "query")
+    if "query" not in body:
+        errors.append(field_error("missing", loc, body))
+    elif isinstance(query, list) and (element_errors := int_list_errors(query, loc)):
+        errors += [field_error("string_type", loc, query), *element_errors]
+    elif not isinstance(query, (str, list)):
+        errors += [field_error("string_type", loc, query), field_error("list_type", loc, query)]
+    items, loc = body.get("items"), ("body", "items")
+    if "items" not in body:
+        errors.append(field_error("missing", loc, body))
+    elif not isinstance(items, list):
+        errors += [field_error("list_type", loc, items), field_error("list_type", loc, items)]
+    elif not all(isinstance(item, str) for item in items):
+        as_ids = [error for index, item in enumerate(items) for error in (
+            int_list_errors(item, (*loc, index)) if isinstance(item, list)
+            else [field_error("list_type", (*loc, index), item)])]
+        if as_ids:
+            errors += [field_error("string_type", (*loc, index), item) for index, item in enumerate(items)
+                       if not isinstance(item, str)] + as_ids
+    labels, loc = body.get("label_token_ids"), ("body", "label_token_ids")
+    if "label_token_ids" not in body:
+        errors.append(field_error("missing", loc, body))
+    elif not isinstance(labels, list):
+        errors.append(field_error("list_type", loc, labels))
+    else:
+        errors += int_list_errors(labels, loc)
+    return errors
+
+
+def unsupported_media_type(request: HttpRequest) -> Response | None:
+    """api_utils.py validate_json_request, for routes whose handler reads the body itself."""
+    if request.headers.get("content-type", "").lower().split(";", 1)[0] != "application/json":
+        return validation_error(["Unsupported Media Type: Only 'application/json' is allowed"])
+    return None
+
+
+# No tokenizer: /tokenize and /detokenize answer with invented ids and pieces. The count is the estimate prompts are
+# charged with (usage.prompt_tokens); ids 0 and 1 are DeepSeek V3.2's BOS and EOS, as in its vocabulary.
+VOCAB_SIZE = 129280  # DeepSeek V3.2's config.json vocab_size: the range of label_token_ids
+SPECIAL_TOKENS = {0: "<｜begin▁of▁sentence｜>", 1: "<｜end▁of▁sentence｜>"}
+SYLLABLES = "ba be bi bo bu da de di do du ka ke ki ko ku la le li lo lu ma me mi mo mu na ne ni no nu ra re ri ro " \
+            "ru sa se si so su ta te ti to tu va ve vi vo vu".split()
+
+
+def invented_token_ids(text: str, count: int, bos: bool) -> list[int]:
+    rng = random.Random(text)
+    ids = [0] if bos and count else []
+    return ids + [rng.randrange(2, VOCAB_SIZE) for _ in range(count - len(ids))]
+
+
+def token_piece(token_id: int) -> str:
+    """The byte-level BPE spelling of an invented token: "Ġ" stands for a leading space."""
+    if token_id in SPECIAL_TOKENS:
+        return SPECIAL_TOKENS[token_id]
+    high, low = divmod(token_id, len(SYLLABLES))
+    return ("Ġ" if token_id % 3 == 0 else "") + SYLLABLES[low] + SYLLABLES[high % len(SYLLABLES)]
+
+
+# FastAPI's pages (openapi_url, docs_url, redoc_url and the OAuth2 redirect of Swagger UI): same titles and
+# references, shorter pages.
+SWAGGER_CDN = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5"
+DOCS_PAGES = {
+    "/docs": ("FastAPI - Swagger UI",
+              f'<link type="text/css" rel="stylesheet" href="{SWAGGER_CDN}/swagger-ui.css">',
+              f'<div id="swagger-ui"></div><script src="{SWAGGER_CDN}/swagger-ui-bundle.js"></script><script>'
+              "SwaggerUIBundle({url: '/openapi.json', dom_id: '#swagger-ui', "
+              "oauth2RedirectUrl: window.location.origin + '/docs/oauth2-redirect'})</script>"),
+    "/docs/oauth2-redirect": ("Swagger UI: OAuth2 Redirect", "",
+                              "<script>window.opener.swaggerUIRedirectOauth2 && window.close()</script>"),
+    "/redoc": ("FastAPI - ReDoc", "",
+               '<redoc spec-url="/openapi.json"></redoc>'
+               '<script src="https://cdn.jsdelivr.net/npm/redoc@2/bundles/redoc.standalone.js"></script>'),
+}
 EMPTY_CONVERSATION_FRAMES: list[Frame] = [
     ("renderers/online_renderer.py", 821, "preprocess_chat",
      "(conversation,), (engine_input,) = await renderer.render_chat_async("),
@@ -1753,8 +1889,16 @@ EMPTY_CONVERSATION_FRAMES: list[Frame] = [
 # ----------------------------------------------------------------------------------------------------------------
 
 GUARDED_PREFIXES = ("/v1", "/v2", "/inference", "/cohere")  # serve/middleware/authenticate.py
-ROUTES = {"/health": ("GET",), "/version": ("GET",), "/metrics": ("GET",), "/v1/models": ("GET",),
-          "/v1/chat/completions": ("POST",), "/v1/completions": ("POST",)}
+# The routes of launchers/api_server/routers.py for a generate model with the default flags, in the app's order, less
+# the guarded ones the stand-in does not simulate (README). Only the /v1 ones need the API key.
+ROUTES = {"/load": ("GET",), "/version": ("GET",), "/kv_event_sources": ("GET",), "/health": ("GET",),
+          "/metrics": ("GET",), "/tokenize": ("POST",), "/detokenize": ("POST",), "/v1/models": ("GET",),
+          "/ping": ("GET", "POST"), "/invocations": ("POST",), "/v1/chat/completions": ("POST",),
+          "/v1/completions": ("POST",), "/generative_scoring": ("POST",), "/scale_elastic_ep": ("POST",),
+          "/is_scaling_elastic_ep": ("POST",)}
+# FastAPI's own pages (openapi_url, docs_url, redoc_url), unless --disable-fastapi-docs; --enable-offline-docs drops
+# /redoc and points /docs at vLLM's copy of Swagger UI (serve/instrumentator/offline_docs.py).
+DOCS_ROUTES = {"/openapi.json": ("GET",), "/docs": ("GET",), "/docs/oauth2-redirect": ("GET",), "/redoc": ("GET",)}
 CHAT_TEMPLATE_ERROR = ("As of transformers v4.44, default chat template is no longer allowed, so you must provide a "
                        "chat template if the tokenizer does not define one.")
 
@@ -1776,6 +1920,15 @@ class Deployment:
     release: Release
     trust_request_chat_template: bool = False
     tokenizer_mode: str = "deepseek_v32"
+    server_load_tracking: bool = False
+    docs: str = "online"  # FastAPI's pages: "online", "offline" (--enable-offline-docs) or "none"
+    data_parallel_size: int = 1
+
+
+def served_routes(deployment: Deployment) -> dict[str, tuple[str, ...]]:
+    docs = {"online": DOCS_ROUTES, "none": {},
+            "offline": {path: methods for path, methods in DOCS_ROUTES.items() if path != "/redoc"}}
+    return {**docs[deployment.docs], **ROUTES}
 
 
 def random_id() -> str:
@@ -1910,17 +2063,21 @@ def chat_prompt_tokens(messages: list[dict], tools: list | None, thinking: bool)
 class App:
     def __init__(self, deployment: Deployment, engine: Engine, metrics: Metrics, log: VllmLog, api: Proc) -> None:
         self.deployment, self.engine, self.metrics, self.log, self.api = deployment, engine, metrics, log, api
+        self.routes = served_routes(deployment)
 
     # -- entry point from the HTTP layer; returns None when the handler wrote a streaming response itself
     async def handle(self, request: HttpRequest, reader: asyncio.StreamReader,
                      writer: asyncio.StreamWriter) -> Response | int:
-        path = request.path.split("?", 1)[0]
+        path = unquote(request.path.split("?", 1)[0])  # uvicorn decodes the path; routing and the key check see that
         if (self.deployment.api_keys and request.method != "OPTIONS" and path.startswith(GUARDED_PREFIXES)
                 and not self._authorized(request.headers.get("authorization", ""))):
             return Response.json(401, {"error": "Unauthorized"})
-        methods = ROUTES.get(path)
+        if path.startswith("/metrics"):  # prometheus_client's app is also mounted there: any suffix, any method
+            body = self.metrics.render(self.engine.running, len(self.engine.waiting), self.engine.kv_usage())
+            return Response(200, body.encode(), "text/plain; version=0.0.4; charset=utf-8")
+        methods = self.routes.get(path)
         if methods is None:
-            return Response.json(404, {"detail": "Not Found"})
+            return self._unrouted(request, path)
         method = "GET" if request.method == "HEAD" else request.method
         if method not in methods:
             return Response(405, JSON_DUMPS({"detail": "Method Not Allowed"}).encode(), "application/json",
@@ -1929,11 +2086,10 @@ class App:
             return Response(200)
         if path == "/version":
             return Response.json(200, {"version": self.deployment.release.version})
-        if path == "/metrics":
-            body = self.metrics.render(self.engine.running, len(self.engine.waiting), self.engine.kv_usage())
-            return Response(200, body.encode(), "text/plain; version=0.0.4; charset=utf-8")
         if path == "/v1/models":
             return Response.json(200, self._models())
+        if path not in ("/v1/chat/completions", "/v1/completions"):
+            return await self._serve_more(request, path, reader, writer)
         body = self._json_body(request)
         if isinstance(body, Response):
             return body
@@ -2206,6 +2362,188 @@ class App:
                 "prompt_token_ids": None, "prompt_text": None, "kv_transfer_params": None,
                 "ec_transfer_params": None, "metrics": None}
 
+
+    # -- the routes outside the OpenAI API: serve/*, SageMaker's, generative scoring and FastAPI's pages
+    def _unrouted(self, request: HttpRequest, path: str) -> Response:
+        """Starlette's router redirects (307) to the path without (with) its trailing slash when that one has a
+        route (redirect_slashes); otherwise FastAPI's 404."""
+        other = path.rstrip("/") if path.endswith("/") else path + "/"
+        if other not in self.routes:
+            return Response.json(404, {"detail": "Not Found"})
+        query = request.path.partition("?")[2]
+        host = request.headers.get("host")
+        url = (f"http://{host}" if host else "") + other + (f"?{query}" if query else "")
+        return Response(307, headers=[("location", quote(url, safe=":/%#?=@[]!$&'()*+,;~"))])
+
+    async def _serve_more(self, request: HttpRequest, path: str, reader, writer) -> Response | int:
+        if path == "/ping":  # serve/sagemaker/api_router.py: /health under SageMaker's name, GET and POST
+            return Response(200)
+        if path == "/load":  # serve/instrumentator/basic.py: counted only with --enable-server-load-tracking
+            return Response.json(200, {"server_load": self.engine.unfinished if self.deployment.server_load_tracking
+                                       else 0})
+        if path == "/kv_event_sources":  # no --kv-events-config: no publisher to report
+            return Response.json(200, {})
+        if path == "/is_scaling_elastic_ep":  # no external coordinator: the process-local state, idle
+            return Response.json(200, {"is_scaling_elastic_ep": False, "phase": "idle", "epoch": None, "error": None,
+                                       "requested_data_parallel_size": None})
+        if path == "/scale_elastic_ep":
+            return self._scale_elastic_ep(request)
+        if path == "/invocations":
+            return await self._invocations(request, reader, writer)
+        if path in DOCS_ROUTES:
+            return self._docs_page(path)
+        body = self._json_body(request)
+        if isinstance(body, Response):
+            return body
+        if path == "/tokenize":
+            return self._tokenize(body)
+        if path == "/detokenize":
+            return self._detokenize(body)
+        return self._generative_scoring(request, body)
+
+    async def _invocations(self, request: HttpRequest, reader, writer) -> Response | int:
+        """serve/sagemaker/api_router.py as model_hosting_container_standards' bootstrap leaves it: re-mounted
+        without the validate_json_request dependency (any content type), behind its session and adapter transforms;
+        the first request model the body validates as (chat, then completion) picks the handler."""
+        try:
+            body = json.loads(request.body)
+        except json.JSONDecodeError as error:  # raised by the transforms as an HTTPException
+            return error_response(f"JSON decode error: {error}", "Bad Request")
+        except UnicodeDecodeError as error:  # a ValueError: the fallback handler's 400
+            return error_response(str(error))
+        # The session transform tests `"requestType" in body`, then inject_adapter_id(adapter_path="model") sets
+        # body["model"] to the X-Amzn-SageMaker-Adapter-Identifier header, None without it: TypeErrors (400) on
+        # anything but an object, and the request's own model name is dropped.
+        if isinstance(body, list):
+            return error_response("list indices must be integers or slices, not str")
+        if isinstance(body, str):
+            return error_response("'str' object does not support item assignment")
+        if not isinstance(body, dict):
+            return error_response(f"argument of type '{type(body).__name__}' is not iterable")
+        body["model"] = request.headers.get("x-amzn-sagemaker-adapter-identifier")
+        if not chat_field_errors(body) and all(isinstance(message, dict) for message in body["messages"]):
+            return await self._chat(request, body, reader, writer)
+        if (error := completion_prompt_error(body)) is not None:
+            return error
+        if completion_field_errors(body) or not prompt_shape_valid(body["prompt"]):
+            return error_response("Cannot find suitable handler for request. Expected one of: "
+                                  "['ChatCompletionRequest', 'CompletionRequest']")
+        return await self._completion(request, body, reader, writer)
+
+    def _tokenize(self, body: dict) -> Response:
+        """serve/tokenize/serving.py create_tokenize: a prompt, or messages rendered as the chat route does."""
+        if body.get("continue_final_message") and body.get("add_generation_prompt"):  # TokenizeChatRequest
+            return vllm_validation_error("Cannot set both `continue_final_message` and `add_generation_prompt` "
+                                         "to True.")
+        chat = not isinstance(body.get("prompt"), str)
+        if chat and not isinstance(body.get("messages"), list):
+            return validation_error(tokenize_errors(body))
+        if (error := self._unknown_model(body)) is not None:
+            return error
+        deployment = self.deployment
+        if chat:
+            messages = [m for m in body["messages"] if isinstance(m, dict)]
+            tools = body.get("tools") or None
+            if not deployment.has_chat_template and not (body.get("chat_template")
+                                                         and deployment.trust_request_chat_template):
+                return error_response(CHAT_TEMPLATE_ERROR)
+            if (error := self._empty_conversation_error(messages, tools)) is not None:
+                return error
+            kwargs = {**deployment.default_chat_template_kwargs, **(body.get("chat_template_kwargs") or {})}
+            count = chat_prompt_tokens(messages, tools, bool(kwargs.get("thinking") or kwargs.get("enable_thinking")))
+            ids = invented_token_ids(json.dumps(messages), count, bos=True)  # the template writes the BOS
+        else:
+            special = body.get("add_special_tokens", True) is not False
+            ids = invented_token_ids(body["prompt"], estimate_tokens(body["prompt"]) + special, bos=special)
+        return Response.json(200, {"count": len(ids), "max_model_len": deployment.max_model_len, "tokens": ids,
+                                   "token_strs": [token_piece(i) for i in ids] if body.get("return_token_strs")
+                                   else None})
+
+    def _detokenize(self, body: dict) -> Response:
+        """serve/tokenize/serving.py create_detokenize; ids outside the vocabulary decode to nothing."""
+        if errors := detokenize_errors(body):
+            return validation_error(errors)
+        if (error := self._unknown_model(body)) is not None:
+            return error
+        text = "".join(token_piece(i) for i in body["tokens"] if i < VOCAB_SIZE).replace("Ġ", " ")
+        return Response.json(200, {"prompt": text})
+
+    def _generative_scoring(self, request: HttpRequest, body: dict) -> Response:
+        """generate/generative_scoring/serving.py: one forward pass per item for the probability of the first label
+        token after query + item. The stand-in invents the log-probabilities (seeded by the texts) and does not
+        schedule the passes."""
+        if errors := scoring_errors(body):
+            return validation_error(errors)
+        if (error := self._unknown_model(body)) is not None:
+            return error
+        labels, items, query = body["label_token_ids"], body["items"], body["query"]
+        for token_id in labels:
+            if token_id < 0 or token_id >= VOCAB_SIZE:
+                return error_response(f"label_token_id {token_id} is out of vocabulary range [0, {VOCAB_SIZE}). "
+                                      "Please provide valid token IDs.")
+        if not labels:
+            return error_response("label_token_ids must contain at least one token ID.")
+        if not items:
+            return error_response("items must contain at least one item.")
+        special = body.get("add_special_tokens", True) is not False
+        query_tokens = len(query) if isinstance(query, list) else estimate_tokens(query) + special
+        data, prompt_tokens = [], 0
+        for index, item in enumerate(items):
+            item_tokens = len(item) if isinstance(item, list) else estimate_tokens(item)
+            prompt_tokens += min(query_tokens + item_tokens, self.deployment.max_model_len - 1)
+            logprobs = {label: -random.Random(f"{query}|{item}|{label}").uniform(0.05, 12.0) for label in labels}
+            if body.get("apply_softmax", True) is not False:  # normalised over the label tokens only
+                top = max(logprobs.values())
+                weights = {label: math.exp(value - top) for label, value in logprobs.items()}
+                probabilities = {label: weight / sum(weights.values()) for label, weight in weights.items()}
+            else:
+                probabilities = {label: math.exp(value) for label, value in logprobs.items()}
+            data.append({"index": index, "object": "score", "score": probabilities[labels[0]]})
+        rid = request.headers.get("x-request-id") or body.get("request_id") or random_id()
+        return Response.json(200, {
+            "id": f"generative-scoring-{rid}", "object": "list", "created": int(time.time()),
+            "model": self.deployment.served_names[0], "data": data,
+            "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens + len(items),
+                      "completion_tokens": len(items), "prompt_tokens_details": None,
+                      "completion_tokens_details": None}})
+
+    def _scale_elastic_ep(self, request: HttpRequest) -> Response:
+        """serve/elastic_ep/api_router.py. The size already running is a no-op; any other fails in the engine client
+        (EngineCoreClient.prepare_elastic_ep raises NotImplementedError) and is answered "Scale failed"."""
+        if (error := unsupported_media_type(request)) is not None:
+            return error
+        try:
+            body = json.loads(request.body)
+        except json.JSONDecodeError:
+            return error_response("Invalid JSON format", "Bad Request")
+        except UnicodeDecodeError as error:
+            return error_response(str(error))
+        if not isinstance(body, dict):  # body.get raises AttributeError: the catch-all 500
+            return error_response(f"'{type(body).__name__}' object has no attribute 'get'", "InternalServerError", 500)
+        size, drain_timeout = body.get("new_data_parallel_size"), body.get("drain_timeout", 120)
+        if size is None:
+            return error_response("new_data_parallel_size is required", "Bad Request")
+        if not isinstance(size, int) or size <= 0:
+            return error_response("new_data_parallel_size must be a positive integer", "Bad Request")
+        if not isinstance(drain_timeout, int) or drain_timeout <= 0:
+            return error_response("drain_timeout must be a positive integer", "Bad Request")
+        if size == self.deployment.data_parallel_size:
+            return Response.json(200, {"message": f"Scaled to {size} data parallel engines"})
+        self.log.error(self.api, SCALE_FAILED_LOG, "Scale failed: ")
+        return error_response("Scale failed", "Internal Server Error", 500)
+
+    def _docs_page(self, path: str) -> Response:
+        if path == "/openapi.json":  # every route but FastAPI's own pages, as include_in_schema leaves them
+            return Response.json(200, {
+                "openapi": "3.1.0", "info": {"title": "FastAPI", "version": "0.1.0"},
+                "paths": {route: {method.lower(): {"responses": {"200": {"description": "Successful Response"}}}
+                                  for method in methods}
+                          for route, methods in self.routes.items() if route not in DOCS_ROUTES}})
+        title, head, body = DOCS_PAGES[path]
+        page = f"<!DOCTYPE html><html><head>{head}<title>{title}</title></head><body>{body}</body></html>"
+        if self.deployment.docs == "offline":  # vLLM's own copy of Swagger UI, under /static (not served here)
+            page = page.replace(SWAGGER_CDN, "/static")
+        return Response(200, page.encode(), "text/html; charset=utf-8")
 
 def response_summary(response: Response) -> str:
     error = json.loads(response.body)["error"]
@@ -2736,8 +3074,14 @@ class Startup:
 # ----------------------------------------------------------------------------------------------------------------
 
 INTERRUPTED = -2  # start-up interrupted by SIGTERM: exit as Python does on an uncaught KeyboardInterrupt
-ROUTE_LIST = (("/health", "GET"), ("/version", "GET"), ("/metrics", "GET"), ("/v1/models", "GET"),
-              ("/v1/chat/completions", "POST"), ("/v1/completions", "POST"))
+# "Available routes are:" (launchers/launcher.py serve_http): app.routes in order. SageMaker's bootstrap replaces
+# GET /ping and POST /invocations, which moves them to the end.
+ROUTE_LIST = (("/openapi.json", "GET, HEAD"), ("/docs", "GET, HEAD"), ("/docs/oauth2-redirect", "GET, HEAD"),
+              ("/redoc", "GET, HEAD"), ("/load", "GET"), ("/version", "GET"), ("/kv_event_sources", "GET"),
+              ("/health", "GET"), ("/metrics", "GET"), ("/tokenize", "POST"), ("/detokenize", "POST"),
+              ("/v1/models", "GET"), ("/ping", "POST"), ("/v1/chat/completions", "POST"), ("/v1/completions", "POST"),
+              ("/generative_scoring", "POST"), ("/scale_elastic_ep", "POST"), ("/is_scaling_elastic_ep", "POST"),
+              ("/ping", "GET"), ("/invocations", "POST"))
 
 
 def fingerprint(args: argparse.Namespace, release: Release, config: dict) -> str | None:
@@ -2811,7 +3155,10 @@ async def serve(args: argparse.Namespace, release: Release, log: VllmLog) -> int
         api_keys=[key for key in (args.api_key or [os.environ.get("VLLM_API_KEY")]) if key],
         fingerprint=fingerprint(args, release, config), garbled=engine_info["garbled"],
         log_requests=bool(args.enable_log_requests), release=release,
-        trust_request_chat_template=bool(args.trust_request_chat_template), tokenizer_mode=config["tokenizer_mode"])
+        trust_request_chat_template=bool(args.trust_request_chat_template), tokenizer_mode=config["tokenizer_mode"],
+        server_load_tracking=bool(args.enable_server_load_tracking),
+        docs="none" if args.disable_fastapi_docs else "offline" if args.enable_offline_docs else "online",
+        data_parallel_size=args.data_parallel_size or 1)
     metrics = Metrics(served[0], max_model_len)
     engine = Engine(stream_rate=env_float("SIM_TOKENS_PER_SECOND_PER_STREAM", 100.0),
                     capacity=env_float("SIM_MAX_TOKENS_PER_SECOND", 5700.0),
@@ -2825,7 +3172,8 @@ async def serve(args: argparse.Namespace, release: Release, log: VllmLog) -> int
     log.info(api, "entry.py:139", release.server_start_message % startup.listen_address())
     log.info(api, "launcher.py:188", "Available routes are:")
     for path, method in ROUTE_LIST:
-        log.info(api, "launcher.py:197", f"Route: {path}, Methods: {method}")
+        if path in app.routes:
+            log.info(api, "launcher.py:197", f"Route: {path}, Methods: {method}")
     quiet = {path.strip() for path in (args.disable_access_log_for_endpoints or "").split(",") if path.strip()}
     http = HttpServer(app, sock, access_log=not args.disable_uvicorn_access_log, quiet_paths=quiet,
                       keep_alive=env_float("VLLM_HTTP_TIMEOUT_KEEP_ALIVE", 5))
