@@ -557,6 +557,196 @@ def test_request_errors_in_vllm_shape(served):
                                                "'application/json' is allowed")
 
 
+# ---------------------------------------------------------------------------------- routes outside the key's reach
+HELLO = {"messages": [{"role": "user", "content": "Hello, who are you?"}], "max_tokens": 5}
+ONCE = {"prompt": "Once upon a time", "max_tokens": 4}
+UNAUTHORIZED = (401, {"error": "Unauthorized"})
+
+
+def bad_request(message: str, param: str | None = None, err_type: str = "BadRequestError", code: int = 400):
+    return code, {"error": {"message": message, "type": err_type, "param": param, "code": code}}
+
+
+def object_is(name: str):
+    return lambda response: response.json()["object"] == name
+
+
+@pytest.mark.parametrize("method, path, body, status, expected", [
+    # vLLM's AuthenticationMiddleware checks the decoded path's prefix, not the route: /v1x is refused too.
+    ("POST", "/v1/chat/completions", HELLO, *UNAUTHORIZED),
+    ("POST", "/v1/completions", ONCE, *UNAUTHORIZED),
+    ("GET", "/v1/models", None, *UNAUTHORIZED),
+    ("GET", "/%761/models", None, *UNAUTHORIZED),
+    ("GET", "/v1x", None, *UNAUTHORIZED),
+    ("POST", "/inference/v1/generate", {}, *UNAUTHORIZED),
+    ("POST", "/v2/rerank", {}, *UNAUTHORIZED),
+    ("POST", "/cohere/v2/chat", {}, *UNAUTHORIZED),
+    ("OPTIONS", "/v1/chat/completions", None, 405, {"detail": "Method Not Allowed"}),
+    ("GET", "/V1/models", None, 404, {"detail": "Not Found"}),
+    # SageMaker's routes run chat and text completions for anyone.
+    ("POST", "/invocations", HELLO, 200, object_is("chat.completion")),
+    ("POST", "/invocations", ONCE, 200, object_is("text_completion")),
+    ("POST", "/%69nvocations", HELLO, 200, object_is("chat.completion")),
+    ("POST", "/invocations/", HELLO, 307, lambda response: response.headers["location"].endswith("/invocations")),
+    ("GET", "/invocations", None, 405, {"detail": "Method Not Allowed"}),
+    ("GET", "/ping", None, 200, b""),
+    ("POST", "/ping", None, 200, b""),
+    # The tokenizer and a forward pass per item, also for anyone.
+    ("POST", "/tokenize", {"prompt": "Hello world"}, 200,
+     lambda response: response.json()["max_model_len"] == 163840
+     and response.json()["count"] == len(response.json()["tokens"]) == 4 and response.json()["token_strs"] is None),
+    ("POST", "/tokenize", {"messages": HELLO["messages"], "return_token_strs": True}, 200,
+     lambda response: response.json()["tokens"][0] == 0 and len(response.json()["token_strs"]) > 4),
+    ("POST", "/detokenize", {"tokens": [0, 100, 200]}, 200,
+     lambda response: response.json()["prompt"].startswith("<｜begin▁of▁sentence｜>")),
+    ("POST", "/generative_scoring", {"query": "Is Paris in France?", "items": [" Yes", " No"],
+                                     "label_token_ids": [9891, 2332]}, 200,
+     lambda response: response.json()["object"] == "list" and [item["index"] for item in response.json()["data"]]
+     == [0, 1] and response.json()["usage"]["completion_tokens"] == 2),
+    # What the server is, how busy, and how it can be resized.
+    ("GET", "/load", None, 200, {"server_load": 0}),
+    ("GET", "/kv_event_sources", None, 200, {}),
+    ("GET", "/metrics/", None, 200, lambda response: "vllm:num_requests_running" in response.text),
+    ("POST", "/metrics", None, 200, lambda response: "vllm:num_requests_running" in response.text),
+    ("POST", "/is_scaling_elastic_ep", None, 200, {"is_scaling_elastic_ep": False, "phase": "idle", "epoch": None,
+                                                   "error": None, "requested_data_parallel_size": None}),
+    ("POST", "/scale_elastic_ep", {"new_data_parallel_size": 1}, 200,
+     {"message": "Scaled to 1 data parallel engines"}),
+    ("POST", "/scale_elastic_ep", {"new_data_parallel_size": 2}, *bad_request(
+        "Scale failed", err_type="Internal Server Error", code=500)),
+    ("POST", "/scale_elastic_ep", {}, *bad_request("new_data_parallel_size is required", err_type="Bad Request")),
+    ("GET", "/openapi.json", None, 200, lambda response: "/invocations" in response.json()["paths"]),
+    ("GET", "/docs", None, 200, lambda response: "Swagger UI" in response.text),
+    ("GET", "/redoc", None, 200, lambda response: "ReDoc" in response.text),
+], ids=lambda value: value if isinstance(value, str) else None)
+def test_routes_outside_the_guarded_prefixes_answer_without_a_key(served, method, path, body, status, expected):
+    prepared = requests.Request(method, served.url, json=body).prepare()
+    prepared.url = served.url + path  # as written: requests would decode %76 and %69 itself
+    with requests.Session() as session:
+        response = session.send(prepared, timeout=30, allow_redirects=False)
+    assert response.status_code == status, response.text
+    if callable(expected):
+        assert expected(response), response.text
+    elif isinstance(expected, bytes):
+        assert response.content == expected
+    else:
+        assert response.json() == expected
+
+
+def test_start_up_log_lists_the_routes_served(served):
+    routes = [line.split("Route: ", 1)[1] for line in served.logs().splitlines() if "Route: " in line]
+    assert "/invocations, Methods: POST" in routes and "/tokenize, Methods: POST" in routes
+    assert routes[0] == "/openapi.json, Methods: GET, HEAD"
+
+
+@pytest.mark.parametrize("data, headers, status, expected", [
+    (json.dumps(HELLO), {"Content-Type": "text/plain"}, 200, "chat.completion"),  # no media-type check here
+    (json.dumps({**HELLO, "model": "no-such-model"}), {}, 200, "chat.completion"),  # `model` is overwritten
+    (json.dumps(HELLO), {"X-Amzn-SageMaker-Adapter-Identifier": "no-such-adapter"}, *bad_request(
+        "The model `no-such-adapter` does not exist. Valid aliases: deepseek-ai/DeepSeek-V3.2.", "model",
+        "NotFoundError", 404)),
+    (b"{not json", {}, *bad_request("JSON decode error: Expecting property name enclosed in double quotes: line 1 "
+                                    "column 2 (char 1)", err_type="Bad Request")),
+    (b"", {}, *bad_request("JSON decode error: Expecting value: line 1 column 1 (char 0)", err_type="Bad Request")),
+    (b"{}", {}, *bad_request("Either prompt or prompt_embeds must be provided and non-empty. (parameter=prompt)",
+                             "prompt")),
+    (b'{"messages": "hi"}', {}, *bad_request(
+        "Either prompt or prompt_embeds must be provided and non-empty. (parameter=prompt)", "prompt")),
+    (b'{"prompt": 5}', {}, *bad_request("Cannot find suitable handler for request. Expected one of: "
+                                        "['ChatCompletionRequest', 'CompletionRequest']")),
+    (b"[]", {}, *bad_request("list indices must be integers or slices, not str")),
+    (b"7", {}, *bad_request("argument of type 'int' is not iterable")),
+    (b'{"messages": []}', {}, *bad_request("list index out of range", err_type="InternalServerError", code=500)),
+], ids=["text-plain", "model-ignored", "adapter-header", "bad-json", "empty", "no-shape", "messages-not-a-list",
+        "prompt-not-text", "array", "number", "empty-messages"])
+def test_invocations_picks_the_handler_by_the_body(served, data, headers, status, expected):
+    """serve/sagemaker/api_router.py behind model_hosting_container_standards' transforms, with no key."""
+    response = requests.post(served.url + "/invocations", data=data, timeout=30,
+                             headers={"Content-Type": "application/json", **headers})
+    assert response.status_code == status, response.text
+    if isinstance(expected, str):
+        assert response.json()["object"] == expected
+    else:
+        assert response.json() == expected
+
+
+def test_docs_can_be_turned_off_and_load_counts_requests_in_flight(node):
+    """--disable-fastapi-docs removes FastAPI's pages; with --enable-server-load-tracking /load counts the requests
+    in flight, those that came in through /invocations included."""
+    with Server(node["env"], node["tmp"], *FULL_FEATURES, "--api-key", "k", "--disable-fastapi-docs",
+                "--enable-server-load-tracking") as server:
+        for page in ("/openapi.json", "/docs", "/redoc"):
+            assert requests.get(server.url + page, timeout=5).json() == {"detail": "Not Found"}
+        assert requests.get(server.url + "/load", timeout=5).json() == {"server_load": 0}
+        with requests.post(server.url + "/invocations", stream=True, timeout=30,
+                           json={**HELLO, "max_tokens": 20000, "ignore_eos": True, "stream": True}) as stream:
+            lines = stream.iter_lines()  # held: a dropped iterator closes the connection, which aborts the request
+            assert next(lines).startswith(b"data: ")
+            assert requests.get(server.url + "/load", timeout=5).json() == {"server_load": 1}
+
+
+# ------------------------------------------------------------------------------------------ request validation
+TOO_MANY = "max_tokens=10000000 cannot be greater than max_model_len=163840. Please request fewer output tokens. " \
+           "(parameter=max_tokens, value=10000000)"
+
+
+def missing(field: str, items: int):
+    return bad_request(f"1 validation error:\n  {{'type': 'missing', 'loc': 'body.{field}', 'msg': 'Field "
+                       f"required', 'input': '<dict of {items} items>'}}", f"body.{field}", "Bad Request")
+
+
+@pytest.mark.parametrize("path, body, status, expected", [
+    ("/v1/chat/completions", {"messages": []}, *bad_request("list index out of range", err_type="InternalServerError",
+                                                            code=500)),
+    ("/v1/chat/completions", {"model": MODEL}, *missing("messages", 1)),
+    ("/v1/chat/completions", {**HELLO, "max_tokens": 10_000_000}, *bad_request(TOO_MANY, "max_tokens")),
+    ("/v1/chat/completions", {**HELLO, "max_completion_tokens": 200_000}, *bad_request(
+        "max_completion_tokens=200000 cannot be greater than max_model_len=163840. Please request fewer output "
+        "tokens. (parameter=max_completion_tokens, value=200000)", "max_completion_tokens")),
+    ("/v1/chat/completions", {**HELLO, "max_tokens": 163_840}, 200, None),  # prompt + max_tokens > context: clamped
+    ("/v1/chat/completions", {**HELLO, "max_tokens": -5}, *bad_request(
+        "max_tokens must be at least 1, got -5. (parameter=max_tokens, value=-5)", "max_tokens")),
+    ("/v1/chat/completions", {**HELLO, "max_tokens": "many"}, *bad_request(
+        "1 validation error:\n  {'type': 'int_parsing', 'loc': 'body.max_tokens', 'msg': 'Input should be a valid "
+        "integer, unable to parse string as an integer', 'input': 'many'}", "body.max_tokens", "Bad Request")),
+    ("/v1/chat/completions", {**HELLO, "temperature": 3}, *bad_request(
+        "temperature must be in [0, 2], got 3.0. (parameter=temperature, value=3.0)", "temperature")),
+    ("/v1/chat/completions", {**HELLO, "temperature": -0.5}, *bad_request(
+        "temperature must be non-negative, got -0.5. (parameter=temperature, value=-0.5)", "temperature")),
+    ("/v1/chat/completions", {**HELLO, "top_p": 0}, *bad_request(
+        "top_p must be in (0, 1], got 0.0. (parameter=top_p, value=0.0)", "top_p")),
+    ("/v1/chat/completions", {**HELLO, "n": 0}, *bad_request("n must be at least 1, got 0.")),
+    # The order of the checks: the model first, then max_tokens against the context, then the sampling parameters.
+    ("/v1/chat/completions", {**HELLO, "model": "gpt-4", "max_tokens": 10_000_000}, *bad_request(
+        "The model `gpt-4` does not exist. Valid aliases: deepseek-ai/DeepSeek-V3.2.", "model", "NotFoundError", 404)),
+    ("/v1/chat/completions", {**HELLO, "temperature": 3, "max_tokens": 10_000_000}, *bad_request(
+        TOO_MANY, "max_tokens")),
+    ("/v1/completions", {"max_tokens": 3}, *bad_request(
+        "Either prompt or prompt_embeds must be provided and non-empty. (parameter=prompt)", "prompt")),
+    ("/v1/completions", {**ONCE, "max_tokens": 10_000_000}, *bad_request(TOO_MANY, "max_tokens")),
+    ("/v1/chat/completions", (b"{not json", "application/json"), *bad_request(
+        "1 validation error:\n  {'type': 'json_invalid', 'loc': 'body.1', 'msg': 'JSON decode error', 'input': "
+        "'<dict of 0 items>', 'ctx': {'error': 'Expecting property name enclosed in double quotes'}}", "body.1",
+        "Bad Request")),
+    ("/v1/chat/completions", (json.dumps(HELLO), "application/x-www-form-urlencoded"), *bad_request(
+        "1 validation error:\n  Unsupported Media Type: Only 'application/json' is allowed", None, "Bad Request")),
+], ids=["empty-messages", "no-messages", "max-tokens-over-context", "max-completion-tokens-over-context",
+        "max-tokens-clamped", "negative-max-tokens", "max-tokens-not-a-number", "temperature-high", "temperature-low",
+        "top-p-zero", "n-zero", "model-first", "context-before-sampling", "no-prompt", "completion-max-tokens",
+        "bad-json", "form"])
+def test_request_validation_like_vllm(served, path, body, status, expected):
+    if isinstance(body, dict):
+        response = served.session.post(served.url + path, json={"model": MODEL, **body}, timeout=30)
+    else:
+        data, content_type = body
+        response = served.session.post(served.url + path, data=data, headers={"Content-Type": content_type},
+                                       timeout=30)
+    assert response.status_code == status, response.text
+    if expected is None:
+        assert response.json()["choices"][0]["finish_reason"] == "stop"
+    else:
+        assert response.json() == expected
+
 def test_metrics_follow_the_requests(served):
     before = metric_values(served)
     chat(served, max_tokens=11, ignore_eos=True, messages=[{"role": "user", "content": "Count"}])

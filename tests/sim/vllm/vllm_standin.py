@@ -41,6 +41,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from http import HTTPStatus
+from urllib.parse import quote, unquote
 
 DEFAULT_VERSION = "0.33.0"
 DEFAULT_MODEL = "Qwen/Qwen3-0.6B"  # `vllm serve` without a model (entrypoints/cli/serve.py)
@@ -1657,12 +1658,273 @@ def validation_error(errors: list[dict | str]) -> Response:
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# Request validation in vLLM 0.33's order: pydantic's checks of the body (FastAPI's RequestValidationError, answered
+# by handlers/validation.py), then the serving code's VLLMValidationErrors (exceptions.py, handlers/vllm_error.py).
+# Pydantic errors carry `loc` as vLLM's handler cleans it: a union's branch names are left out.
+# ----------------------------------------------------------------------------------------------------------------
+
+VLLM_MAX_N_SEQUENCES = 16384  # envs.py default
+# (field, type, nullable) in the models' field order, which is the order pydantic reports errors in.
+CHAT_NUMBERS = (("max_tokens", int, True), ("max_completion_tokens", int, True), ("n", int, True),
+                ("temperature", float, True), ("top_p", float, True))
+COMPLETION_NUMBERS = (("max_tokens", int, True), ("n", int, False), ("temperature", float, True),
+                      ("top_p", float, True))
+INTEGER_TEXT = re.compile(r"\s*[+-]?\d+(?:\.0*)?\s*")
+FIELD_MESSAGES = {"missing": "Field required", "list_type": "Input should be a valid list",
+                  "string_type": "Input should be a valid string"}
+SCALE_FAILED_LOG = "api_router.py:80"  # serve/elastic_ep/api_router.py logger.error("Scale failed: %s", e)
+
+
+def field_error(kind: str, loc: tuple, value) -> dict:
+    return {"type": kind, "loc": loc, "msg": FIELD_MESSAGES[kind], "input": value}
+
+
+def vllm_validation_error(message: str, parameter: str | None = None, value=None) -> Response:
+    """A VLLMValidationError as create_error_response answers it: 400 BadRequestError with the parameter as `param`,
+    and "(parameter=…, value=…)" appended by the exception's __str__."""
+    extras = [f"{name}={item}" for name, item in (("parameter", parameter), ("value", value)) if item is not None]
+    return error_response(f"{message} ({', '.join(extras)})" if extras else message, param=parameter)
+
+
+def lax_int(value, loc: tuple) -> tuple[int | None, dict | None]:
+    """Pydantic's lax `int`: bools, integral floats and integer strings convert."""
+    if isinstance(value, int):
+        return int(value), None
+    if isinstance(value, float) and value.is_integer():
+        return int(value), None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None, {"type": "finite_number", "loc": loc, "msg": "Input should be a finite number", "input": value}
+    if isinstance(value, float):
+        return None, {"type": "int_from_float", "loc": loc,
+                      "msg": "Input should be a valid integer, got a number with a fractional part", "input": value}
+    if isinstance(value, str) and INTEGER_TEXT.fullmatch(value):
+        return int(value.strip().split(".")[0]), None
+    if isinstance(value, str):
+        return None, {"type": "int_parsing", "loc": loc,
+                      "msg": "Input should be a valid integer, unable to parse string as an integer", "input": value}
+    return None, {"type": "int_type", "loc": loc, "msg": "Input should be a valid integer", "input": value}
+
+
+def lax_float(value, loc: tuple) -> tuple[float | None, dict | None]:
+    """Pydantic's lax `float`: numbers, bools and numeric strings convert."""
+    if isinstance(value, (int, float)):
+        return float(value), None
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            return float(value), None
+        return None, {"type": "float_parsing", "loc": loc,
+                      "msg": "Input should be a valid number, unable to parse string as a number", "input": value}
+    return None, {"type": "float_type", "loc": loc, "msg": "Input should be a valid number", "input": value}
+
+
+def number_errors(body: dict, fields: tuple) -> list[dict]:
+    """Checks the numeric fields and puts the converted values in the body, as the model hands them on."""
+    errors = []
+    for name, kind, nullable in fields:
+        if name not in body or (body[name] is None and nullable):
+            continue
+        value, error = (lax_int if kind is int else lax_float)(body[name], ("body", name))
+        if error is None:
+            body[name] = value
+        else:
+            errors.append(error)
+    return errors
+
+
+def int_list_errors(values: list, loc: tuple) -> list[dict]:
+    errors = []
+    for index, item in enumerate(values):
+        value, error = lax_int(item, (*loc, index))
+        if error is None:
+            values[index] = value
+        else:
+            errors.append(error)
+    return errors
+
+
+def chat_field_errors(body: dict) -> list[dict]:
+    """ChatCompletionRequest (chat_completion/protocol.py): `messages` is required and a list (an empty one passes),
+    and the numbers the stand-in uses."""
+    if "messages" not in body:
+        errors = [field_error("missing", ("body", "messages"), body)]
+    elif not isinstance(body["messages"], list):
+        errors = [field_error("list_type", ("body", "messages"), body["messages"])]
+    else:
+        errors = []
+    return errors + number_errors(body, CHAT_NUMBERS)
+
+
+def completion_prompt_error(body: dict) -> Response | None:
+    """CompletionRequest.validate_prompt_and_prompt_embeds, a "before" validator. Its VLLMValidationError is not a
+    pydantic error: it escapes validation, and /invocations' search for a handler, as a 400."""
+    if body.get("prompt") in (None, ""):
+        return vllm_validation_error("Either prompt or prompt_embeds must be provided and non-empty.", "prompt")
+    return None
+
+
+def prompt_shape_valid(prompt) -> bool:
+    """CompletionRequest.prompt: a text, token ids (>= 0), a list of texts or a list of token-id lists."""
+    def token_ids(value) -> bool:
+        return isinstance(value, list) and all(isinstance(item, int) and item >= 0 for item in value)
+
+    return isinstance(prompt, str) or token_ids(prompt) or isinstance(prompt, list) and (
+        all(isinstance(item, str) for item in prompt) or all(token_ids(item) for item in prompt))
+
+
+def completion_field_errors(body: dict) -> list[dict]:
+    """A prompt that is neither a text nor a list fails each branch of the prompt's union; then the numbers."""
+    prompt, loc = body.get("prompt"), ("body", "prompt")
+    errors = [] if isinstance(prompt, (str, list)) else [
+        field_error("list_type", loc, prompt), field_error("list_type", loc, prompt),
+        field_error("string_type", loc, prompt), field_error("list_type", loc, prompt)]
+    return errors + number_errors(body, COMPLETION_NUMBERS)
+
+
+def requested_output(body: dict, chat: bool) -> tuple[str, int | None]:
+    """The output budget the request names: chat prefers max_completion_tokens; completions default to 16."""
+    if chat and body.get("max_completion_tokens") is not None:
+        return "max_completion_tokens", body["max_completion_tokens"]
+    return "max_tokens", body.get("max_tokens", None if chat else 16)
+
+
+def tokenize_errors(body: dict) -> list[dict]:
+    """TokenizeRequest is a union of two models: each branch's errors, under the model's name in `loc`."""
+    errors = []
+    for model, field, kind, valid in (("TokenizeCompletionRequest", "prompt", "string_type", str),
+                                      ("TokenizeChatRequest", "messages", "list_type", list)):
+        loc = ("body", model, field)
+        if field not in body:
+            errors.append(field_error("missing", loc, body))
+        elif not isinstance(body[field], valid):
+            errors.append(field_error(kind, loc, body[field]))
+    return errors
+
+
+def detokenize_errors(body: dict) -> list[dict]:
+    """DetokenizeRequest.tokens: list[Annotated[int, Field(ge=0, le=2**63 - 1)]]."""
+    tokens, loc = body.get("tokens"), ("body", "tokens")
+    if "tokens" not in body:
+        return [field_error("missing", loc, body)]
+    if not isinstance(tokens, list):
+        return [field_error("list_type", loc, tokens)]
+    errors = []
+    for index, item in enumerate(tokens):
+        token, error = lax_int(item, (*loc, index))
+        if error is None and token < 0:
+            error = {"type": "greater_than_equal", "loc": (*loc, index),
+                     "msg": "Input should be greater than or equal to 0", "input": item, "ctx": {"ge": 0}}
+        elif error is None and token > 2**63 - 1:
+            error = {"type": "less_than_equal", "loc": (*loc, index),
+                     "msg": f"Input should be less than or equal to {2**63 - 1}", "input": item,
+                     "ctx": {"le": 2**63 - 1}}
+        if error is None:
+            tokens[index] = token
+        else:
+            errors.append(error)
+    return errors
+
+
+def scoring_errors(body: dict) -> list[dict]:
+    """GenerativeScoringRequest (generate/generative_scoring/serving.py): query is str | list[int], items is
+    list[str] | list[list[int]], label_token_ids is list[int]; all three are required."""
+    errors = []
+    query, loc = body.get("query"), ("body", "query")
+    if "query" not in body:
+        errors.append(field_error("missing", loc, body))
+    elif isinstance(query, list) and (element_errors := int_list_errors(query, loc)):
+        errors += [field_error("string_type", loc, query), *element_errors]
+    elif not isinstance(query, (str, list)):
+        errors += [field_error("string_type", loc, query), field_error("list_type", loc, query)]
+    items, loc = body.get("items"), ("body", "items")
+    if "items" not in body:
+        errors.append(field_error("missing", loc, body))
+    elif not isinstance(items, list):
+        errors += [field_error("list_type", loc, items), field_error("list_type", loc, items)]
+    elif not all(isinstance(item, str) for item in items):
+        as_ids = [error for index, item in enumerate(items) for error in (
+            int_list_errors(item, (*loc, index)) if isinstance(item, list)
+            else [field_error("list_type", (*loc, index), item)])]
+        if as_ids:
+            errors += [field_error("string_type", (*loc, index), item) for index, item in enumerate(items)
+                       if not isinstance(item, str)] + as_ids
+    labels, loc = body.get("label_token_ids"), ("body", "label_token_ids")
+    if "label_token_ids" not in body:
+        errors.append(field_error("missing", loc, body))
+    elif not isinstance(labels, list):
+        errors.append(field_error("list_type", loc, labels))
+    else:
+        errors += int_list_errors(labels, loc)
+    return errors
+
+
+def unsupported_media_type(request: HttpRequest) -> Response | None:
+    """api_utils.py validate_json_request, for routes whose handler reads the body itself."""
+    if request.headers.get("content-type", "").lower().split(";", 1)[0] != "application/json":
+        return validation_error(["Unsupported Media Type: Only 'application/json' is allowed"])
+    return None
+
+
+# No tokenizer: /tokenize and /detokenize answer with invented ids and pieces. The count is the estimate prompts are
+# charged with (usage.prompt_tokens); ids 0 and 1 are DeepSeek V3.2's BOS and EOS, as in its vocabulary.
+VOCAB_SIZE = 129280  # DeepSeek V3.2's config.json vocab_size: the range of label_token_ids
+SPECIAL_TOKENS = {0: "<｜begin▁of▁sentence｜>", 1: "<｜end▁of▁sentence｜>"}
+SYLLABLES = "ba be bi bo bu da de di do du ka ke ki ko ku la le li lo lu ma me mi mo mu na ne ni no nu ra re ri ro " \
+            "ru sa se si so su ta te ti to tu va ve vi vo vu".split()
+
+
+def invented_token_ids(text: str, count: int, bos: bool) -> list[int]:
+    rng = random.Random(text)
+    ids = [0] if bos and count else []
+    return ids + [rng.randrange(2, VOCAB_SIZE) for _ in range(count - len(ids))]
+
+
+def token_piece(token_id: int) -> str:
+    """The byte-level BPE spelling of an invented token: "Ġ" stands for a leading space."""
+    if token_id in SPECIAL_TOKENS:
+        return SPECIAL_TOKENS[token_id]
+    high, low = divmod(token_id, len(SYLLABLES))
+    return ("Ġ" if token_id % 3 == 0 else "") + SYLLABLES[low] + SYLLABLES[high % len(SYLLABLES)]
+
+
+# FastAPI's pages (openapi_url, docs_url, redoc_url and the OAuth2 redirect of Swagger UI): same titles and
+# references, shorter pages.
+SWAGGER_CDN = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5"
+DOCS_PAGES = {
+    "/docs": ("FastAPI - Swagger UI",
+              f'<link type="text/css" rel="stylesheet" href="{SWAGGER_CDN}/swagger-ui.css">',
+              f'<div id="swagger-ui"></div><script src="{SWAGGER_CDN}/swagger-ui-bundle.js"></script><script>'
+              "SwaggerUIBundle({url: '/openapi.json', dom_id: '#swagger-ui', "
+              "oauth2RedirectUrl: window.location.origin + '/docs/oauth2-redirect'})</script>"),
+    "/docs/oauth2-redirect": ("Swagger UI: OAuth2 Redirect", "",
+                              "<script>window.opener.swaggerUIRedirectOauth2 && window.close()</script>"),
+    "/redoc": ("FastAPI - ReDoc", "",
+               '<redoc spec-url="/openapi.json"></redoc>'
+               '<script src="https://cdn.jsdelivr.net/npm/redoc@2/bundles/redoc.standalone.js"></script>'),
+}
+EMPTY_CONVERSATION_FRAMES: list[Frame] = [
+    ("renderers/online_renderer.py", 821, "preprocess_chat",
+     "(conversation,), (engine_input,) = await renderer.render_chat_async("),
+    ("renderers/base.py", 1403, "render_chat_async", "for conv, prompt in await asyncio.gather(*rendered):"),
+    ("renderers/deepseek_v32.py", 75, "render_messages_async", "prompt_raw = await self._apply_chat_template_async("),
+    ("tokenizers/deepseek_v32.py", 42, "apply_chat_template", 'drop_thinking = messages[-1]["role"] == "user"'),
+]
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # The OpenAI-compatible API (entrypoints/openai/*, entrypoints/serve/*).
 # ----------------------------------------------------------------------------------------------------------------
 
 GUARDED_PREFIXES = ("/v1", "/v2", "/inference", "/cohere")  # serve/middleware/authenticate.py
-ROUTES = {"/health": ("GET",), "/version": ("GET",), "/metrics": ("GET",), "/v1/models": ("GET",),
-          "/v1/chat/completions": ("POST",), "/v1/completions": ("POST",)}
+# The routes of launchers/api_server/routers.py for a generate model with the default flags, in the app's order, less
+# the guarded ones the stand-in does not simulate (README). Only the /v1 ones need the API key.
+ROUTES = {"/load": ("GET",), "/version": ("GET",), "/kv_event_sources": ("GET",), "/health": ("GET",),
+          "/metrics": ("GET",), "/tokenize": ("POST",), "/detokenize": ("POST",), "/v1/models": ("GET",),
+          "/ping": ("GET", "POST"), "/invocations": ("POST",), "/v1/chat/completions": ("POST",),
+          "/v1/completions": ("POST",), "/generative_scoring": ("POST",), "/scale_elastic_ep": ("POST",),
+          "/is_scaling_elastic_ep": ("POST",)}
+# FastAPI's own pages (openapi_url, docs_url, redoc_url), unless --disable-fastapi-docs; --enable-offline-docs drops
+# /redoc and points /docs at vLLM's copy of Swagger UI (serve/instrumentator/offline_docs.py).
+DOCS_ROUTES = {"/openapi.json": ("GET",), "/docs": ("GET",), "/docs/oauth2-redirect": ("GET",), "/redoc": ("GET",)}
 CHAT_TEMPLATE_ERROR = ("As of transformers v4.44, default chat template is no longer allowed, so you must provide a "
                        "chat template if the tokenizer does not define one.")
 
@@ -1683,6 +1945,16 @@ class Deployment:
     log_requests: bool
     release: Release
     trust_request_chat_template: bool = False
+    tokenizer_mode: str = "deepseek_v32"
+    server_load_tracking: bool = False
+    docs: str = "online"  # FastAPI's pages: "online", "offline" (--enable-offline-docs) or "none"
+    data_parallel_size: int = 1
+
+
+def served_routes(deployment: Deployment) -> dict[str, tuple[str, ...]]:
+    docs = {"online": DOCS_ROUTES, "none": {},
+            "offline": {path: methods for path, methods in DOCS_ROUTES.items() if path != "/redoc"}}
+    return {**docs[deployment.docs], **ROUTES}
 
 
 def random_id() -> str:
@@ -1817,17 +2089,21 @@ def chat_prompt_tokens(messages: list[dict], tools: list | None, thinking: bool)
 class App:
     def __init__(self, deployment: Deployment, engine: Engine, metrics: Metrics, log: VllmLog, api: Proc) -> None:
         self.deployment, self.engine, self.metrics, self.log, self.api = deployment, engine, metrics, log, api
+        self.routes = served_routes(deployment)
 
     # -- entry point from the HTTP layer; returns None when the handler wrote a streaming response itself
     async def handle(self, request: HttpRequest, reader: asyncio.StreamReader,
                      writer: asyncio.StreamWriter) -> Response | int:
-        path = request.path.split("?", 1)[0]
+        path = unquote(request.path.split("?", 1)[0])  # uvicorn decodes the path; routing and the key check see that
         if (self.deployment.api_keys and request.method != "OPTIONS" and path.startswith(GUARDED_PREFIXES)
                 and not self._authorized(request.headers.get("authorization", ""))):
             return Response.json(401, {"error": "Unauthorized"})
-        methods = ROUTES.get(path)
+        if path.startswith("/metrics"):  # prometheus_client's app is also mounted there: any suffix, any method
+            body = self.metrics.render(self.engine.running, len(self.engine.waiting), self.engine.kv_usage())
+            return Response(200, body.encode(), "text/plain; version=0.0.4; charset=utf-8")
+        methods = self.routes.get(path)
         if methods is None:
-            return Response.json(404, {"detail": "Not Found"})
+            return self._unrouted(request, path)
         method = "GET" if request.method == "HEAD" else request.method
         if method not in methods:
             return Response(405, JSON_DUMPS({"detail": "Method Not Allowed"}).encode(), "application/json",
@@ -1836,11 +2112,10 @@ class App:
             return Response(200)
         if path == "/version":
             return Response.json(200, {"version": self.deployment.release.version})
-        if path == "/metrics":
-            body = self.metrics.render(self.engine.running, len(self.engine.waiting), self.engine.kv_usage())
-            return Response(200, body.encode(), "text/plain; version=0.0.4; charset=utf-8")
         if path == "/v1/models":
             return Response.json(200, self._models())
+        if path not in ("/v1/chat/completions", "/v1/completions"):
+            return await self._serve_more(request, path, reader, writer)
         body = self._json_body(request)
         if isinstance(body, Response):
             return body
@@ -1891,35 +2166,77 @@ class App:
         return parsed
 
     def _check_model(self, body: dict) -> Response | None:
+        """The chat route logs the refusal (chat_completion/serving.py render_chat_request); the others do not."""
+        response = self._unknown_model(body)
+        if response is not None:
+            self.log.error(self.api, "serving.py:280", f"Error with model {response_summary(response)}")
+        return response
+
+    def _unknown_model(self, body: dict) -> Response | None:
         model = body.get("model")
         if model and model not in self.deployment.served_names:
-            response = error_response(
+            return error_response(
                 f"The model `{model}` does not exist. Valid aliases: {', '.join(self.deployment.served_names)}.",
                 "NotFoundError", 404, "model")
-            self.log.error(self.api, "serving.py:396", f"Error with model {response_summary(response)}")
-            return response
         return None
 
-    def _common_limits(self, body: dict, prompt_tokens: int) -> int | Response:
+    def _output_budget_error(self, body: dict, *, chat: bool) -> Response | None:
+        """TokenizeParams.__post_init__ (renderers/params.py), built from the request before the prompt is rendered:
+        the output alone may not exceed the context. Output plus prompt beyond it is only clamped, later."""
+        param, requested = requested_output(body, chat)
         max_len = self.deployment.max_model_len
-        # VLLMValidationError (exceptions.py) appends "(parameter=..., value=...)" to its message.
+        if requested is not None and requested > max_len:
+            return vllm_validation_error(f"{param}={requested} cannot be greater than max_model_len={max_len}. "
+                                         "Please request fewer output tokens.", param, requested)
+        return None
+
+    def _empty_conversation_error(self, messages: list, tools: list | None) -> Response | None:
+        """DeepSeek V3.2's encoder reads messages[-1] (tokenizers/deepseek_v32.py apply_chat_template): without
+        messages or tools that is an IndexError, which the catch-all handler answers 500 and uvicorn logs."""
+        if messages or tools or self.deployment.tokenizer_mode != "deepseek_v32":
+            return None
+        sys.stderr.write("ERROR:    Exception in ASGI application\n")
+        print_traceback(EMPTY_CONVERSATION_FRAMES, "IndexError: list index out of range")
+        return error_response("list index out of range", "InternalServerError", 500)
+
+    def _generation_limits(self, body: dict, prompt_tokens: int, *, chat: bool) -> int | Response:
+        """After rendering, in vLLM's order: the prompt against the context (renderers/params.py _token_len_check),
+        max_tokens clamped to what the context leaves (serve/utils/api_utils.py get_max_tokens), then
+        SamplingParams._verify_args (sampling_params.py) on n, temperature, top_p and the clamped max_tokens."""
+        max_len = self.deployment.max_model_len
         if prompt_tokens > max_len:
-            return error_response(
+            return vllm_validation_error(
                 f"This model's maximum context length is {max_len} tokens. However, your prompt contains "
                 f"{prompt_tokens} input tokens, which exceeds this limit even without any output tokens. Please "
-                f"reduce the length of the input prompt. (parameter=input_tokens, value={prompt_tokens})",
-                param="input_tokens")
-        requested = body.get("max_completion_tokens", body.get("max_tokens"))
-        if requested is not None and (isinstance(requested, bool) or not isinstance(requested, int)):
-            return validation_error([{"type": "int_type", "loc": ("body", "max_tokens"),
-                                      "msg": "Input should be a valid integer", "input": requested}])
-        if requested is not None and requested < 1:
-            return error_response(f"max_tokens must be at least 1, got {requested}. (parameter=max_tokens, "
-                                  f"value={requested})", param="max_tokens")
-        if (body.get("n") or 1) != 1:
+                "reduce the length of the input prompt.", "input_tokens", prompt_tokens)
+        requested = requested_output(body, chat)[1]
+        max_tokens = max_len - prompt_tokens if requested is None else min(max_len - prompt_tokens, requested)
+        n = 1 if body.get("n") is None else body["n"]
+        if n < 1:
+            return vllm_validation_error(f"n must be at least 1, got {n}.")
+        if n > VLLM_MAX_N_SEQUENCES:
+            return vllm_validation_error(f"n must be at most {VLLM_MAX_N_SEQUENCES}, got {n}. To increase this "
+                                         "limit, set the VLLM_MAX_N_SEQUENCES environment variable.")
+        temperature, top_p = body.get("temperature"), body.get("top_p")
+        if temperature is not None and not math.isfinite(temperature):
+            return vllm_validation_error(f"temperature must be a finite number, got {temperature}.", "temperature",
+                                         temperature)
+        if temperature is not None and temperature < 0:
+            return vllm_validation_error(f"temperature must be non-negative, got {temperature}.", "temperature",
+                                         temperature)
+        if temperature is not None and temperature > 2:
+            return vllm_validation_error(f"temperature must be in [0, 2], got {temperature}.", "temperature",
+                                         temperature)
+        if top_p is not None and not 0 < top_p <= 1:
+            return vllm_validation_error(f"top_p must be in (0, 1], got {top_p}.", "top_p", top_p)
+        if max_tokens < 1:
+            return vllm_validation_error(f"max_tokens must be at least 1, got {max_tokens}.", "max_tokens",
+                                         max_tokens)
+        if n > 1 and temperature is not None and temperature < 1e-5:
+            return vllm_validation_error(f"n must be 1 when using greedy sampling, got {n}.")
+        if n != 1:
             return error_response("n > 1 is not simulated by the vLLM stand-in")
-        remaining = max_len - prompt_tokens
-        return min(remaining, requested) if requested is not None else remaining
+        return max_tokens
 
     @staticmethod
     def _seed(body: dict, text: str) -> int:
@@ -1930,14 +2247,9 @@ class App:
         return [stop] if isinstance(stop, str) else [item for item in stop if isinstance(item, str)]
 
     async def _chat(self, request: HttpRequest, body: dict, reader, writer) -> Response | int:
-        messages = body.get("messages")
-        if "messages" not in body:
-            return validation_error([{"type": "missing", "loc": ("body", "messages"), "msg": "Field required",
-                                      "input": body}])
-        if not isinstance(messages, list):
-            return validation_error([{"type": "list_type", "loc": ("body", "messages"),
-                                      "msg": "Input should be a valid list", "input": messages}])
-        messages = [m for m in messages if isinstance(m, dict)]
+        if errors := chat_field_errors(body):
+            return validation_error(errors)
+        messages = [m for m in body["messages"] if isinstance(m, dict)]
         if (error := self._check_model(body)) is not None:
             return error
         tools = body.get("tools") or None
@@ -1951,13 +2263,17 @@ class App:
             described = (f'function "{(tool_choice.get("function") or {}).get("name")}"'
                          if isinstance(tool_choice, dict) else f'"{tool_choice}"')
             return error_response(f"tool_choice={described} requires --tool-call-parser to be set")
+        if (error := self._output_budget_error(body, chat=True)) is not None:
+            return error
         if not deployment.has_chat_template and not (body.get("chat_template")
                                                      and deployment.trust_request_chat_template):
             return error_response(CHAT_TEMPLATE_ERROR)
+        if (error := self._empty_conversation_error(messages, tools)) is not None:
+            return error
         kwargs = {**deployment.default_chat_template_kwargs, **(body.get("chat_template_kwargs") or {})}
         thinking = bool(kwargs.get("thinking") or kwargs.get("enable_thinking"))
         prompt_tokens = chat_prompt_tokens(messages, tools, thinking)
-        max_tokens = self._common_limits(body, prompt_tokens)
+        max_tokens = self._generation_limits(body, prompt_tokens, chat=True)
         if isinstance(max_tokens, Response):
             return max_tokens
         use_tools = tool_choice not in (None, "none") and deployment.auto_tools
@@ -1973,6 +2289,10 @@ class App:
                                named_tool=isinstance(tool_choice, dict))
 
     async def _completion(self, request: HttpRequest, body: dict, reader, writer) -> Response | int:
+        if (error := completion_prompt_error(body)) is not None:
+            return error
+        if errors := completion_field_errors(body):
+            return validation_error(errors)
         prompt = body.get("prompt")
         if isinstance(prompt, list) and len(prompt) == 1:
             prompt = prompt[0]
@@ -1980,18 +2300,15 @@ class App:
             prompt_tokens, text = len(prompt), " ".join(map(str, prompt))
         elif isinstance(prompt, str):
             prompt_tokens, text = 1 + estimate_tokens(prompt), prompt
-        elif prompt is None:
-            return validation_error([{"type": "missing", "loc": ("body", "prompt"), "msg": "Field required",
-                                      "input": body}])
         else:
             return error_response("Several prompts in one request are not simulated by the vLLM stand-in")
-        if (error := self._check_model(body)) is not None:
+        if (error := self._unknown_model(body)) is not None:
             return error
-        max_tokens = self._common_limits(body, prompt_tokens)
+        if (error := self._output_budget_error(body, chat=False)) is not None:
+            return error
+        max_tokens = self._generation_limits(body, prompt_tokens, chat=False)
         if isinstance(max_tokens, Response):
             return max_tokens
-        if body.get("max_tokens") is None:
-            max_tokens = min(max_tokens, 16)  # the Completions API's default max_tokens
         seed = self._seed(body, text)
         reply = Reply(reasoning="", content=Filler(seed).text(Filler(seed).rng.randint(40, 200)),
                       garbled=self.deployment.garbled)
@@ -2071,6 +2388,188 @@ class App:
                 "prompt_token_ids": None, "prompt_text": None, "kv_transfer_params": None,
                 "ec_transfer_params": None, "metrics": None}
 
+
+    # -- the routes outside the OpenAI API: serve/*, SageMaker's, generative scoring and FastAPI's pages
+    def _unrouted(self, request: HttpRequest, path: str) -> Response:
+        """Starlette's router redirects (307) to the path without (with) its trailing slash when that one has a
+        route (redirect_slashes); otherwise FastAPI's 404."""
+        other = path.rstrip("/") if path.endswith("/") else path + "/"
+        if other not in self.routes:
+            return Response.json(404, {"detail": "Not Found"})
+        query = request.path.partition("?")[2]
+        host = request.headers.get("host")
+        url = (f"http://{host}" if host else "") + other + (f"?{query}" if query else "")
+        return Response(307, headers=[("location", quote(url, safe=":/%#?=@[]!$&'()*+,;~"))])
+
+    async def _serve_more(self, request: HttpRequest, path: str, reader, writer) -> Response | int:
+        if path == "/ping":  # serve/sagemaker/api_router.py: /health under SageMaker's name, GET and POST
+            return Response(200)
+        if path == "/load":  # serve/instrumentator/basic.py: counted only with --enable-server-load-tracking
+            return Response.json(200, {"server_load": self.engine.unfinished if self.deployment.server_load_tracking
+                                       else 0})
+        if path == "/kv_event_sources":  # no --kv-events-config: no publisher to report
+            return Response.json(200, {})
+        if path == "/is_scaling_elastic_ep":  # no external coordinator: the process-local state, idle
+            return Response.json(200, {"is_scaling_elastic_ep": False, "phase": "idle", "epoch": None, "error": None,
+                                       "requested_data_parallel_size": None})
+        if path == "/scale_elastic_ep":
+            return self._scale_elastic_ep(request)
+        if path == "/invocations":
+            return await self._invocations(request, reader, writer)
+        if path in DOCS_ROUTES:
+            return self._docs_page(path)
+        body = self._json_body(request)
+        if isinstance(body, Response):
+            return body
+        if path == "/tokenize":
+            return self._tokenize(body)
+        if path == "/detokenize":
+            return self._detokenize(body)
+        return self._generative_scoring(request, body)
+
+    async def _invocations(self, request: HttpRequest, reader, writer) -> Response | int:
+        """serve/sagemaker/api_router.py as model_hosting_container_standards' bootstrap leaves it: re-mounted
+        without the validate_json_request dependency (any content type), behind its session and adapter transforms;
+        the first request model the body validates as (chat, then completion) picks the handler."""
+        try:
+            body = json.loads(request.body)
+        except json.JSONDecodeError as error:  # raised by the transforms as an HTTPException
+            return error_response(f"JSON decode error: {error}", "Bad Request")
+        except UnicodeDecodeError as error:  # a ValueError: the fallback handler's 400
+            return error_response(str(error))
+        # The session transform tests `"requestType" in body`, then inject_adapter_id(adapter_path="model") sets
+        # body["model"] to the X-Amzn-SageMaker-Adapter-Identifier header, None without it: TypeErrors (400) on
+        # anything but an object, and the request's own model name is dropped.
+        if isinstance(body, list):
+            return error_response("list indices must be integers or slices, not str")
+        if isinstance(body, str):
+            return error_response("'str' object does not support item assignment")
+        if not isinstance(body, dict):
+            return error_response(f"argument of type '{type(body).__name__}' is not iterable")
+        body["model"] = request.headers.get("x-amzn-sagemaker-adapter-identifier")
+        if not chat_field_errors(body) and all(isinstance(message, dict) for message in body["messages"]):
+            return await self._chat(request, body, reader, writer)
+        if (error := completion_prompt_error(body)) is not None:
+            return error
+        if completion_field_errors(body) or not prompt_shape_valid(body["prompt"]):
+            return error_response("Cannot find suitable handler for request. Expected one of: "
+                                  "['ChatCompletionRequest', 'CompletionRequest']")
+        return await self._completion(request, body, reader, writer)
+
+    def _tokenize(self, body: dict) -> Response:
+        """serve/tokenize/serving.py create_tokenize: a prompt, or messages rendered as the chat route does."""
+        if body.get("continue_final_message") and body.get("add_generation_prompt"):  # TokenizeChatRequest
+            return vllm_validation_error("Cannot set both `continue_final_message` and `add_generation_prompt` "
+                                         "to True.")
+        chat = not isinstance(body.get("prompt"), str)
+        if chat and not isinstance(body.get("messages"), list):
+            return validation_error(tokenize_errors(body))
+        if (error := self._unknown_model(body)) is not None:
+            return error
+        deployment = self.deployment
+        if chat:
+            messages = [m for m in body["messages"] if isinstance(m, dict)]
+            tools = body.get("tools") or None
+            if not deployment.has_chat_template and not (body.get("chat_template")
+                                                         and deployment.trust_request_chat_template):
+                return error_response(CHAT_TEMPLATE_ERROR)
+            if (error := self._empty_conversation_error(messages, tools)) is not None:
+                return error
+            kwargs = {**deployment.default_chat_template_kwargs, **(body.get("chat_template_kwargs") or {})}
+            count = chat_prompt_tokens(messages, tools, bool(kwargs.get("thinking") or kwargs.get("enable_thinking")))
+            ids = invented_token_ids(json.dumps(messages), count, bos=True)  # the template writes the BOS
+        else:
+            special = body.get("add_special_tokens", True) is not False
+            ids = invented_token_ids(body["prompt"], estimate_tokens(body["prompt"]) + special, bos=special)
+        return Response.json(200, {"count": len(ids), "max_model_len": deployment.max_model_len, "tokens": ids,
+                                   "token_strs": [token_piece(i) for i in ids] if body.get("return_token_strs")
+                                   else None})
+
+    def _detokenize(self, body: dict) -> Response:
+        """serve/tokenize/serving.py create_detokenize; ids outside the vocabulary decode to nothing."""
+        if errors := detokenize_errors(body):
+            return validation_error(errors)
+        if (error := self._unknown_model(body)) is not None:
+            return error
+        text = "".join(token_piece(i) for i in body["tokens"] if i < VOCAB_SIZE).replace("Ġ", " ")
+        return Response.json(200, {"prompt": text})
+
+    def _generative_scoring(self, request: HttpRequest, body: dict) -> Response:
+        """generate/generative_scoring/serving.py: one forward pass per item for the probability of the first label
+        token after query + item. The stand-in invents the log-probabilities (seeded by the texts) and does not
+        schedule the passes."""
+        if errors := scoring_errors(body):
+            return validation_error(errors)
+        if (error := self._unknown_model(body)) is not None:
+            return error
+        labels, items, query = body["label_token_ids"], body["items"], body["query"]
+        for token_id in labels:
+            if token_id < 0 or token_id >= VOCAB_SIZE:
+                return error_response(f"label_token_id {token_id} is out of vocabulary range [0, {VOCAB_SIZE}). "
+                                      "Please provide valid token IDs.")
+        if not labels:
+            return error_response("label_token_ids must contain at least one token ID.")
+        if not items:
+            return error_response("items must contain at least one item.")
+        special = body.get("add_special_tokens", True) is not False
+        query_tokens = len(query) if isinstance(query, list) else estimate_tokens(query) + special
+        data, prompt_tokens = [], 0
+        for index, item in enumerate(items):
+            item_tokens = len(item) if isinstance(item, list) else estimate_tokens(item)
+            prompt_tokens += min(query_tokens + item_tokens, self.deployment.max_model_len - 1)
+            logprobs = {label: -random.Random(f"{query}|{item}|{label}").uniform(0.05, 12.0) for label in labels}
+            if body.get("apply_softmax", True) is not False:  # normalised over the label tokens only
+                top = max(logprobs.values())
+                weights = {label: math.exp(value - top) for label, value in logprobs.items()}
+                probabilities = {label: weight / sum(weights.values()) for label, weight in weights.items()}
+            else:
+                probabilities = {label: math.exp(value) for label, value in logprobs.items()}
+            data.append({"index": index, "object": "score", "score": probabilities[labels[0]]})
+        rid = request.headers.get("x-request-id") or body.get("request_id") or random_id()
+        return Response.json(200, {
+            "id": f"generative-scoring-{rid}", "object": "list", "created": int(time.time()),
+            "model": self.deployment.served_names[0], "data": data,
+            "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens + len(items),
+                      "completion_tokens": len(items), "prompt_tokens_details": None,
+                      "completion_tokens_details": None}})
+
+    def _scale_elastic_ep(self, request: HttpRequest) -> Response:
+        """serve/elastic_ep/api_router.py. The size already running is a no-op; any other fails in the engine client
+        (EngineCoreClient.prepare_elastic_ep raises NotImplementedError) and is answered "Scale failed"."""
+        if (error := unsupported_media_type(request)) is not None:
+            return error
+        try:
+            body = json.loads(request.body)
+        except json.JSONDecodeError:
+            return error_response("Invalid JSON format", "Bad Request")
+        except UnicodeDecodeError as error:
+            return error_response(str(error))
+        if not isinstance(body, dict):  # body.get raises AttributeError: the catch-all 500
+            return error_response(f"'{type(body).__name__}' object has no attribute 'get'", "InternalServerError", 500)
+        size, drain_timeout = body.get("new_data_parallel_size"), body.get("drain_timeout", 120)
+        if size is None:
+            return error_response("new_data_parallel_size is required", "Bad Request")
+        if not isinstance(size, int) or size <= 0:
+            return error_response("new_data_parallel_size must be a positive integer", "Bad Request")
+        if not isinstance(drain_timeout, int) or drain_timeout <= 0:
+            return error_response("drain_timeout must be a positive integer", "Bad Request")
+        if size == self.deployment.data_parallel_size:
+            return Response.json(200, {"message": f"Scaled to {size} data parallel engines"})
+        self.log.error(self.api, SCALE_FAILED_LOG, "Scale failed: ")
+        return error_response("Scale failed", "Internal Server Error", 500)
+
+    def _docs_page(self, path: str) -> Response:
+        if path == "/openapi.json":  # every route but FastAPI's own pages, as include_in_schema leaves them
+            return Response.json(200, {
+                "openapi": "3.1.0", "info": {"title": "FastAPI", "version": "0.1.0"},
+                "paths": {route: {method.lower(): {"responses": {"200": {"description": "Successful Response"}}}
+                                  for method in methods}
+                          for route, methods in self.routes.items() if route not in DOCS_ROUTES}})
+        title, head, body = DOCS_PAGES[path]
+        page = f"<!DOCTYPE html><html><head>{head}<title>{title}</title></head><body>{body}</body></html>"
+        if self.deployment.docs == "offline":  # vLLM's own copy of Swagger UI, under /static (not served here)
+            page = page.replace(SWAGGER_CDN, "/static")
+        return Response(200, page.encode(), "text/html; charset=utf-8")
 
 def response_summary(response: Response) -> str:
     error = json.loads(response.body)["error"]
@@ -2601,8 +3100,14 @@ class Startup:
 # ----------------------------------------------------------------------------------------------------------------
 
 INTERRUPTED = -2  # start-up interrupted by SIGTERM: exit as Python does on an uncaught KeyboardInterrupt
-ROUTE_LIST = (("/health", "GET"), ("/version", "GET"), ("/metrics", "GET"), ("/v1/models", "GET"),
-              ("/v1/chat/completions", "POST"), ("/v1/completions", "POST"))
+# "Available routes are:" (launchers/launcher.py serve_http): app.routes in order. SageMaker's bootstrap replaces
+# GET /ping and POST /invocations, which moves them to the end.
+ROUTE_LIST = (("/openapi.json", "GET, HEAD"), ("/docs", "GET, HEAD"), ("/docs/oauth2-redirect", "GET, HEAD"),
+              ("/redoc", "GET, HEAD"), ("/load", "GET"), ("/version", "GET"), ("/kv_event_sources", "GET"),
+              ("/health", "GET"), ("/metrics", "GET"), ("/tokenize", "POST"), ("/detokenize", "POST"),
+              ("/v1/models", "GET"), ("/ping", "POST"), ("/v1/chat/completions", "POST"), ("/v1/completions", "POST"),
+              ("/generative_scoring", "POST"), ("/scale_elastic_ep", "POST"), ("/is_scaling_elastic_ep", "POST"),
+              ("/ping", "GET"), ("/invocations", "POST"))
 
 
 def fingerprint(args: argparse.Namespace, release: Release, config: dict) -> str | None:
@@ -2676,7 +3181,10 @@ async def serve(args: argparse.Namespace, release: Release, log: VllmLog) -> int
         api_keys=[key for key in (args.api_key or [os.environ.get("VLLM_API_KEY")]) if key],
         fingerprint=fingerprint(args, release, config), garbled=engine_info["garbled"],
         log_requests=bool(args.enable_log_requests), release=release,
-        trust_request_chat_template=bool(args.trust_request_chat_template))
+        trust_request_chat_template=bool(args.trust_request_chat_template), tokenizer_mode=config["tokenizer_mode"],
+        server_load_tracking=bool(args.enable_server_load_tracking),
+        docs="none" if args.disable_fastapi_docs else "offline" if args.enable_offline_docs else "online",
+        data_parallel_size=args.data_parallel_size or 1)
     metrics = Metrics(served[0], max_model_len)
     engine = Engine(stream_rate=env_float("SIM_TOKENS_PER_SECOND_PER_STREAM", 100.0),
                     capacity=env_float("SIM_MAX_TOKENS_PER_SECOND", 5700.0),
@@ -2690,7 +3198,8 @@ async def serve(args: argparse.Namespace, release: Release, log: VllmLog) -> int
     log.info(api, "entry.py:139", release.server_start_message % startup.listen_address())
     log.info(api, "launcher.py:188", "Available routes are:")
     for path, method in ROUTE_LIST:
-        log.info(api, "launcher.py:197", f"Route: {path}, Methods: {method}")
+        if path in app.routes:
+            log.info(api, "launcher.py:197", f"Route: {path}, Methods: {method}")
     quiet = {path.strip() for path in (args.disable_access_log_for_endpoints or "").split(",") if path.strip()}
     http = HttpServer(app, sock, access_log=not args.disable_uvicorn_access_log, quiet_paths=quiet,
                       keep_alive=env_float("VLLM_HTTP_TIMEOUT_KEEP_ALIVE", 5))
