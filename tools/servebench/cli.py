@@ -23,7 +23,7 @@ from .chart import draw
 from .client import RequestRecord, Target, now
 from .load import Control, RunPlan
 from .metrics import run_metrics
-from .report import RequestLog, markdown, request_row, summarize_level, summarize_sweep, write_json
+from .report import RequestLog, auth_hint, markdown, request_row, summarize_level, summarize_sweep, write_json
 from .runner import Settings, event_loop_factory, execute_run
 
 DEFAULT_CONCURRENCY = "10,50,100,200,500,1000"
@@ -111,7 +111,7 @@ class ProgressLine:
             print(f"\r{text:<110}" if self.tty else text, file=sys.stderr, flush=True)
 
 
-async def probe(settings: Settings) -> str:
+async def probe(settings: Settings, key_env: str) -> str:
     """One short request before the sweep: the URL, key, model name and streaming shape work, or why not."""
     client = settings.client(run_seed=0, run_tag="sbprobe")
     client.factory.max_tokens = min(settings.max_tokens, 8)
@@ -119,7 +119,8 @@ async def probe(settings: Settings) -> str:
     await client.send(record, None)
     client.close_all()
     if not record.ok:
-        raise RuntimeError(f"{record.error_kind}: {record.error}")
+        hint = f"; {auth_hint(bool(settings.api_key), key_env)}" if record.status == 401 else ""
+        raise RuntimeError(f"{record.error_kind}: {record.error}{hint}")
     source = "usage" if record.output_tokens is not None else "chunk count (no usage chunk!)"
     return (f"probe ok: TTFT {(record.token_times[0] - record.sent) * 1000:.1f} ms, {record.tokens} tokens "
             f"counted from {source}")
@@ -182,7 +183,7 @@ async def run(args, settings: Settings, loop_name: str) -> int:
     loop.add_signal_handler(signal.SIGINT, interrupt)
     if not args.no_probe:
         try:
-            print(f"servebench: {await probe(settings)}", file=sys.stderr)
+            print(f"servebench: {await probe(settings, args.api_key_env)}", file=sys.stderr)
         except (RuntimeError, OSError, ValueError) as error:
             print(f"servebench: the probe request to {settings.url} failed: {error}", file=sys.stderr)
             return 2
@@ -207,7 +208,7 @@ async def run(args, settings: Settings, loop_name: str) -> int:
             "max_tokens": args.max_tokens, "prompt_tokens": args.prompt_tokens, "seed": args.seed,
             "spawn_rate": args.spawn_rate, "processes": args.processes, "event_loop": loop_name,
             "timeout": args.timeout, "saturation_threshold": args.saturation_threshold,
-            "api_key": "set" if settings.api_key else "none"},
+            "api_key": "set" if settings.api_key else "none", "api_key_env": args.api_key_env},
         "levels": levels,
         "sweep": summarize_sweep(levels, args.saturation_threshold),
     }

@@ -69,6 +69,14 @@ def summarize_sweep(levels: list[dict], threshold: float) -> dict:
             "success_rate": succeeded / requests if requests else math.nan}
 
 
+def auth_hint(key_sent: bool, key_env: str) -> str:
+    """What to do about a 401: vLLM answers it to a request without the key and to one with a wrong key."""
+    if key_sent:
+        return f"the server refused the API key in {key_env}; check it against the server's --api-key"
+    return (f"no API key was sent: {key_env} is unset or empty; export {key_env}=<key>, or name the variable that "
+            "holds the key with --api-key-env (default VLLM_API_KEY)")
+
+
 # ------------------------------------------------------------------------------------------------ Markdown
 def _number(value: float, digits: int = 0) -> str:
     return "–" if value is None or math.isnan(value) else f"{value:,.{digits}f}"
@@ -177,7 +185,9 @@ def markdown(report: dict) -> str:
             notes.append(f"- {label}: in {level['client_lagging_runs']} run(s) the median send lag exceeded 10 ms: "
                          "the client could not keep the arrival schedule; add --processes")
         for kind, text in sorted(level["error_examples"].items()):
-            notes.append(f"- {label}: {kind} ×{level['errors'].get(kind, 0)}, e.g. `{text[:160]}`")
+            hint = (f"; {auth_hint(settings['api_key'] == 'set', settings['api_key_env'])}" if kind == "http_401"
+                    else "")
+            notes.append(f"- {label}: {kind} ×{level['errors'].get(kind, 0)}, e.g. `{text[:160]}`{hint}")
     if notes:
         lines += ["## Notes", "", *notes, ""]
 

@@ -222,6 +222,17 @@ def test_the_probe_stops_a_sweep_that_cannot_work(standin, tmp_path, args, key, 
     assert not (tmp_path / "summary.json").exists()
 
 
+@pytest.mark.parametrize(("key", "hint"), [
+    (None, "no API key was sent: SERVEBENCH_TEST_KEY is unset or empty; export SERVEBENCH_TEST_KEY=<key>, or "
+           "name the variable that holds the key with --api-key-env (default VLLM_API_KEY)"),
+    ("sk-wrong", "the server refused the API key in SERVEBENCH_TEST_KEY"),
+])
+def test_a_401_from_the_probe_says_whether_a_key_was_sent_and_where_it_comes_from(standin, tmp_path, key, hint):
+    result = servebench(standin, tmp_path, "--concurrency", "1", key=key, timeout=30)
+    assert result.returncode == 2
+    assert hint in result.stderr
+
+
 def test_ctrl_c_stops_and_keeps_what_was_measured(standin, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO / "tools"), "SERVEBENCH_TEST_KEY": API_KEY}
     process = subprocess.Popen(
