@@ -73,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "level no later level beats by this fraction (default 0.05)")
     parser.add_argument("--api-key-env", default="VLLM_API_KEY", help="environment variable holding the API key "
                         "(default VLLM_API_KEY); the key is never written to a report")
-    parser.add_argument("--output-dir", type=Path, help="where reports go (default reports/benchmark/<UTC time>)")
+    parser.add_argument("--output-dir", type=Path, help="where reports go (default reports/benchmark/<UTC time> "
+                        "in the current directory)")
     parser.add_argument("--save-token-times", action="store_true", help="add every output chunk's arrival time "
                         "to requests.json (large)")
     parser.add_argument("--no-probe", action="store_true", help="skip the single request sent before the sweep")
@@ -181,14 +182,17 @@ async def run(args, settings: Settings, loop_name: str) -> int:
         loop.remove_signal_handler(signal.SIGINT)
 
     loop.add_signal_handler(signal.SIGINT, interrupt)
+    # The default directory is relative to where servebench was started: the first and the last line say where.
+    output = (args.output_dir or Path("reports/benchmark") / datetime.datetime.now(datetime.timezone.utc).strftime(
+        "%Y%m%dT%H%M%SZ")).absolute()
+    print(f"servebench: reports go to {output}/", file=sys.stderr, flush=True)
     if not args.no_probe:
         try:
             print(f"servebench: {await probe(settings, args.api_key_env)}", file=sys.stderr)
         except (RuntimeError, OSError, ValueError) as error:
-            print(f"servebench: the probe request to {settings.url} failed: {error}", file=sys.stderr)
+            print(f"servebench: the probe request to {settings.url} failed: {error}; no reports written",
+                  file=sys.stderr)
             return 2
-    output = args.output_dir or Path("reports/benchmark") / datetime.datetime.now(datetime.timezone.utc).strftime(
-        "%Y%m%dT%H%M%SZ")
     output.mkdir(parents=True, exist_ok=True)
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     line = ProgressLine(args.quiet)
@@ -217,7 +221,7 @@ async def run(args, settings: Settings, loop_name: str) -> int:
     chart_problem = None if args.no_chart else draw(report, output / "chart.png")
     if chart_problem:
         print(f"servebench: {chart_problem}", file=sys.stderr)
-    print(markdown(report).split("\n## Details")[0])
+    print(markdown(report).split("\n## Details")[0], flush=True)  # before the last line, also in a merged log
     print(f"servebench: reports in {output}/ ({log.count} request records)", file=sys.stderr)
     return 130 if control.stopping else 0
 

@@ -63,10 +63,30 @@ def summarize_sweep(levels: list[dict], threshold: float) -> dict:
                 "burst_throughput": max((_mean(level, "burst_throughput") for level in measured
                                          if not math.isnan(_mean(level, "burst_throughput"))), default=math.nan)}
     saturation = saturation_point([level["level"] for level in measured], throughputs, threshold)
+    # The rule picks a level of the grid: the knee lies above the level before it (throughput still grew
+    # from there) and at or below this one.
+    below = None if saturation is None else max(
+        (level["level"] for level, value in zip(measured, throughputs)
+         if not math.isnan(value) and level["level"] < saturation), default=None)
     requests = sum(level["requests"] for level in levels)
     succeeded = sum(level["succeeded"] for level in levels)
-    return {"peak": peak, "saturation": {"level": saturation, "threshold": threshold},
+    return {"peak": peak,
+            "saturation": {"level": saturation, "between": None if saturation is None else [below, saturation],
+                           "threshold": threshold},
             "success_rate": succeeded / requests if requests else math.nan}
+
+
+def finer_levels(low: float, high: float, whole: bool) -> list[float]:
+    """About five steps from `low` to `high`, the inner levels on multiples of a round step (1, 2 or 5 times a
+    power of ten): the levels of a sweep that narrows down a saturation point known to lie between them."""
+    rough = (high - low) / 5
+    power = 10 ** math.floor(math.log10(rough))
+    step = min((power * factor for factor in (1, 2, 5, 10)), key=lambda candidate: abs(candidate - rough))
+    if whole:
+        step = max(1, round(step))
+    # The tolerances keep a bound that is a multiple of the step (up to float error) out of the inner levels.
+    first, last = math.floor(low / step + 1e-9) + 1, math.ceil(high / step - 1e-9)
+    return [low, *(round(multiple * step, 9) for multiple in range(first, last)), high]
 
 
 def auth_hint(key_sent: bool, key_env: str) -> str:
@@ -135,10 +155,18 @@ def markdown(report: dict) -> str:
                      f"{_number(peak['burst_throughput'])} tok/s)")
     saturation = sweep["saturation"]
     threshold = f"{saturation['threshold'] * 100:g}%"
+    unit = " concurrent requests" if closed else ""
     if saturation["level"] is not None:
-        lines.append(f"- Saturation Point: ~{_level_label(saturation['level'], settings['mode'])}"
-                     f"{' concurrent requests' if closed else ''} (no higher level adds {threshold} or more "
-                     "throughput)")
+        below, level = saturation["between"]
+        label = _level_label(level, settings["mode"])
+        if below is None:
+            lines.append(f"- Saturation Point: at or below {label}{unit}, the lowest level measured (no higher "
+                         f"level adds {threshold} or more throughput); lower levels would narrow it down")
+        else:
+            finer = ",".join(f"{value:g}" for value in finer_levels(below, level, whole=closed))
+            lines.append(f"- Saturation Point: between {_level_label(below, settings['mode'])} and {label}{unit} "
+                         f"(throughput still grew by {threshold} or more above {below:g}, not above {level:g}); "
+                         f"a finer sweep narrows it down: `--{'concurrency' if closed else 'request-rate'} {finer}`")
     else:
         lines.append(f"- Saturation Point: not reached (throughput still grew by {threshold} or more at the "
                      "highest level measured)")
@@ -153,9 +181,9 @@ def markdown(report: dict) -> str:
     lines.append("")
 
     lines += ["## Details", "",
-              f"| {head} | Throughput ± 95% CI | CV | Requests/s | TTFT mean | TTFT p99 | TPOT mean | ITL p99 "
-              "| E2E p50 | E2E p99 | Burst (1 s) | In flight | Success | Runs |",
-              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              f"| {head} | Throughput ± 95% CI | CV | Requests/s | TTFT mean | TTFT p99 | TPOT mean | ITL mean "
+              "| ITL p99 | E2E mean | E2E p50 | E2E p99 | Burst (1 s) | In flight | Success | Runs |",
+              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for level in levels:
         figures = level["figures"]
         throughput = figures.get("output_throughput", {})
@@ -166,7 +194,8 @@ def markdown(report: dict) -> str:
             f"{_number(half)} | {_percent(throughput.get('cv', math.nan))} | "
             f"{_number(_mean(level, 'request_throughput'), 2)} | {_seconds(_mean(level, 'ttft.mean'))} | "
             f"{_seconds(_mean(level, 'ttft.p99'))} | {_seconds(_mean(level, 'tpot.mean'))} | "
-            f"{_seconds(_mean(level, 'itl.p99'))} | {_seconds(_mean(level, 'e2e.p50'))} | "
+            f"{_seconds(_mean(level, 'itl.mean'))} | {_seconds(_mean(level, 'itl.p99'))} | "
+            f"{_seconds(_mean(level, 'e2e.mean'))} | {_seconds(_mean(level, 'e2e.p50'))} | "
             f"{_seconds(_mean(level, 'e2e.p99'))} | {_number(_mean(level, 'burst_throughput'))} | "
             f"{_number(_mean(level, 'mean_in_flight'), 1)} | {_percent(level['success_rate'])} | "
             f"{level['complete_runs']}/{len(level['runs'])} |")

@@ -1,11 +1,14 @@
-"""servebench's reports: a hint for a 401."""
+"""servebench's reports: the saturation point as the bracket of levels it lies in, the mean end-to-end latency
+and mean ITL, a hint for a 401."""
 
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tools"))
 
-from servebench.report import markdown, summarize_level, summarize_sweep  # noqa: E402
+from servebench.report import finer_levels, markdown, summarize_level, summarize_sweep  # noqa: E402
 
 
 def finished_run(throughput: float, *, e2e_mean: float = 21.5, itl_mean: float = 0.0205) -> dict:
@@ -31,6 +34,51 @@ def report_of(levels: list[dict], *, planned_levels: list[float], runs: int, sta
                 "api_key_env": "VLLM_API_KEY"}
     return {"settings": settings, "levels": levels, "sweep": summarize_sweep(levels, 0.05), "started": "now",
             "state": state, "interrupted": state == "interrupted", "stop_signal": signal}
+
+
+# ------------------------------------------------------------------------------------------------ figures
+def test_details_show_the_mean_end_to_end_latency_and_the_mean_itl():
+    text = markdown(report_of([level_of(10, finished_run(2857, e2e_mean=21.5, itl_mean=0.0205))],
+                              planned_levels=[10], runs=1))
+    header = next(line for line in text.splitlines() if line.startswith("| Concurrent | Throughput ±"))
+    row = next(line for line in text.splitlines() if line.startswith("| 10 | 2,857 ±"))
+    columns = [cell.strip() for cell in header.strip("|").split("|")]
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[columns.index("E2E mean")] == "21.50 s"
+    assert cells[columns.index("ITL mean")] == "20.5 ms"
+
+
+# ------------------------------------------------------------------------------------------------ saturation
+def test_the_saturation_point_lies_between_two_levels_and_a_finer_sweep_is_suggested():
+    # The knee is at 64: throughput still grows from 50 to 100, not beyond 100. The rule picks the grid point
+    # 100; the truth is only known to lie above 50 and at or below 100.
+    levels = [level_of(level, finished_run(throughput))
+              for level, throughput in ((10, 640), (50, 3200), (100, 4096), (200, 4100))]
+    report = report_of(levels, planned_levels=[10, 50, 100, 200], runs=1)
+    assert report["sweep"]["saturation"]["between"] == [50, 100]
+    text = markdown(report)
+    assert "Saturation Point: between 50 and 100 concurrent requests" in text
+    assert "--concurrency 50,60,70,80,90,100" in text
+    assert "~100" not in text
+
+
+def test_a_saturation_at_the_lowest_level_lies_at_or_below_it():
+    levels = [level_of(level, finished_run(throughput)) for level, throughput in ((10, 4000), (50, 4010))]
+    report = report_of(levels, planned_levels=[10, 50], runs=1)
+    assert report["sweep"]["saturation"]["between"] == [None, 10]
+    assert "Saturation Point: at or below 10 concurrent requests" in markdown(report)
+
+
+@pytest.mark.parametrize(("low", "high", "whole", "expected"), [
+    (50, 100, True, [50, 60, 70, 80, 90, 100]),
+    (10, 50, True, [10, 20, 30, 40, 50]),
+    (200, 500, True, [200, 250, 300, 350, 400, 450, 500]),
+    (1, 10, True, [1, 2, 4, 6, 8, 10]),
+    (2.0, 4.0, False, [2.0, 2.5, 3.0, 3.5, 4.0]),
+    (0.5, 1.2, False, [0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2]),
+])
+def test_a_finer_sweep_takes_about_five_round_steps_across_the_bracket(low, high, whole, expected):
+    assert finer_levels(low, high, whole) == pytest.approx(expected)
 
 
 # ------------------------------------------------------------------------------------------------ hints
