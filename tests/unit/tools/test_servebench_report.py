@@ -1,14 +1,21 @@
-"""servebench's reports: the saturation point as the bracket of levels it lies in, the mean end-to-end latency
-and mean ITL, a hint for a 401."""
+"""servebench's reports: report.md says what a sweep measured and what it did not (an interrupted or unfinished
+sweep included), the saturation point as the bracket of levels it lies in, the mean end-to-end latency and mean
+ITL, a hint for a 401; summary.json and requests.jsonl stay valid whenever the process stops."""
 
+import json
+import math
 import sys
+from array import array
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tools"))
 
-from servebench.report import finer_levels, markdown, summarize_level, summarize_sweep  # noqa: E402
+from servebench.client import CANCELLED, RequestRecord  # noqa: E402
+from servebench.metrics import run_metrics  # noqa: E402
+from servebench.report import (RequestLog, finer_levels, markdown, summarize_level, summarize_sweep,  # noqa: E402
+                               write_json)
 
 
 def finished_run(throughput: float, *, e2e_mean: float = 21.5, itl_mean: float = 0.0205) -> dict:
@@ -34,6 +41,13 @@ def report_of(levels: list[dict], *, planned_levels: list[float], runs: int, sta
                 "api_key_env": "VLLM_API_KEY"}
     return {"settings": settings, "levels": levels, "sweep": summarize_sweep(levels, 0.05), "started": "now",
             "state": state, "interrupted": state == "interrupted", "stop_signal": signal}
+
+
+def warmup_record() -> RequestRecord:
+    record = RequestRecord(index=0, phase="warmup", scheduled=0.0, worker=0)
+    record.status, record.token_times = 200, array("d", [0.1])
+    record.error_kind, record.end = CANCELLED, 0.1
+    return record
 
 
 # ------------------------------------------------------------------------------------------------ figures
@@ -81,6 +95,34 @@ def test_a_finer_sweep_takes_about_five_round_steps_across_the_bracket(low, high
     assert finer_levels(low, high, whole) == pytest.approx(expected)
 
 
+# ------------------------------------------------------------------------------------------------ interrupted
+def test_a_sweep_stopped_in_its_only_warm_up_claims_no_success_and_no_complete_run():
+    metrics = run_metrics([warmup_record()], open_loop=False, max_tokens=1024, complete=False)
+    assert metrics["interrupted"]
+    report = report_of([level_of(10, metrics)], planned_levels=[10], runs=1, state="interrupted", signal="SIGTERM")
+    text = markdown(report)
+    assert "Interrupted by SIGTERM during level 10 run 1 of 1, in its warm-up" in text
+    assert "Nothing was measured" in text
+    assert "Success Rate" not in text and "1/1" not in text and "Peak Throughput" not in text
+
+
+def test_an_interrupted_report_says_what_was_interrupted_and_what_was_measured():
+    stopped = {**finished_run(3000), "requests": 37, "succeeded": 37, "interrupted": True, "measured_sent": 40}
+    levels = [level_of(10, finished_run(1000), finished_run(1010)), level_of(50, finished_run(3000), stopped)]
+    text = markdown(report_of(levels, planned_levels=[10, 50, 100], runs=2, state="interrupted",
+                              signal="SIGINT"))
+    assert "Interrupted by Ctrl-C (SIGINT) during level 50 run 2 of 2, after 37 of 100 measured requests" in text
+    assert "Measured: 10 (2 of 2 runs), 50 (1 of 2 runs). Not measured: 100." in text
+    assert "| 50 | 3,000 tok/s |" in text        # the complete run stays in the figures
+
+
+def test_a_report_written_while_the_sweep_runs_says_it_is_incomplete():
+    text = markdown(report_of([level_of(10, finished_run(1000))], planned_levels=[10, 50], runs=1, state="running"))
+    assert "Incomplete" in text and "no longer running" in text
+    assert "Measured: 10 (1 of 1 run). Not measured: 50." in text
+    assert "Saturation Point: not reached by the levels measured so far (the sweep did not finish)" in text
+
+
 # ------------------------------------------------------------------------------------------------ hints
 def test_a_401_note_says_that_no_key_was_sent_and_how_to_set_one():
     refused = {**finished_run(0), "requests": 5, "succeeded": 0, "failed": 5, "success_rate": 0.0,
@@ -88,3 +130,23 @@ def test_a_401_note_says_that_no_key_was_sent_and_how_to_set_one():
     text = markdown(report_of([level_of(10, refused)], planned_levels=[10], runs=1, api_key="none"))
     note = next(line for line in text.splitlines() if line.startswith("- 10: http_401 ×5"))
     assert "no API key was sent" in note and "VLLM_API_KEY" in note and "--api-key-env" in note
+
+
+# ------------------------------------------------------------------------------------------------ files
+def test_the_request_log_is_valid_json_lines_after_every_run(tmp_path):
+    path = tmp_path / "requests.jsonl"
+    with RequestLog(path) as log:
+        log.add([{"run": 0, "index": 0, "ttft": math.nan}, {"run": 0, "index": 1, "ttft": 0.2}])
+        written = [json.loads(line) for line in path.read_text().splitlines()]   # still open: a stop now
+        assert written == [{"run": 0, "index": 0, "ttft": None}, {"run": 0, "index": 1, "ttft": 0.2}]
+        log.add([{"run": 1, "index": 0, "ttft": 0.3}])
+    assert len(path.read_text().splitlines()) == 3 and log.count == 3
+
+
+def test_a_summary_that_fails_half_way_leaves_the_previous_one_intact(tmp_path):
+    path = tmp_path / "summary.json"
+    write_json(path, {"levels": [1, 2]})
+    with pytest.raises(TypeError):
+        write_json(path, {"levels": [3], "not JSON": object()})
+    assert json.loads(path.read_text()) == {"levels": [1, 2]}
+    assert [item.name for item in tmp_path.iterdir()] == ["summary.json"]
