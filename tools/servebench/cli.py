@@ -19,10 +19,12 @@ import math
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 from .chart import draw
 from .client import RequestRecord, Target, now
+from .estimate import ProbeSpeed, SweepClock, duration_text, run_seconds
 from .load import Control, RunPlan
 from .metrics import run_metrics
 from .report import (RequestLog, auth_hint, interruption, markdown, request_row, summarize_level, summarize_sweep,
@@ -87,37 +89,54 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def eta_text(seconds_left: float | None) -> str:
+    if seconds_left is None:
+        return "sweep ETA once requests finish"
+    moment = time.localtime(time.time() + seconds_left)
+    day = "" if moment.tm_yday == time.localtime().tm_yday else time.strftime("%a ", moment)
+    return f"sweep ETA {day}{time.strftime('%H:%M', moment)} ({duration_text(seconds_left)} left)"
+
+
 class ProgressLine:
-    """One status line on stderr, rewritten in place on a terminal, every 10 s otherwise."""
+    """One status line on stderr, rewritten in place on a terminal, every 10 s otherwise, with the sweep's ETA
+    from `clock`, which it keeps up to date."""
 
-    def __init__(self, quiet: bool) -> None:
-        self.quiet, self.tty = quiet, sys.stderr.isatty()
-        self.label, self.total = "", 0
-        self.last_chunks, self.last_time, self.last_print = 0, now(), 0.0
+    def __init__(self, quiet: bool, clock: SweepClock) -> None:
+        self.quiet, self.tty, self.clock = quiet, sys.stderr.isatty(), clock
+        self.label, self.plan = "", None
+        self.run_started = self.last_time = now()
+        self.last_chunks, self.last_print = 0, 0.0
 
-    def start(self, label: str, total: int) -> None:
-        self.label, self.total = label, total
-        self.last_chunks, self.last_time = 0, now()
+    def start(self, label: str, plan: RunPlan) -> None:
+        self.label, self.plan = label, plan
+        self.last_chunks, self.run_started = 0, now()
+        self.last_time = self.run_started
 
     def tick(self, progress) -> None:
         moment = now()
         rate = (progress.token_chunks - self.last_chunks) / max(moment - self.last_time, 1e-9)
         self.last_chunks, self.last_time = progress.token_chunks, moment
+        elapsed = moment - self.run_started
+        if self.plan.mode == "concurrency":  # an open-loop run lasts its planned seconds, whatever the speed
+            planned = self.plan.warmup_requests + self.plan.measured_requests
+            self.clock.observe(elapsed, min(1.0, progress.finished / planned))
         if self.quiet or (not self.tty and moment - self.last_print < 10):
             return
         self.last_print = moment
-        total = f"/{self.total}" if self.total else ""
+        total = f"/{self.plan.measured_requests}" if self.plan.measured_requests else ""
         text = (f"{self.label}: measured {progress.measured_done}{total} done, {progress.started} started, "
-                f"{rate:,.0f} chunks/s, {progress.errors} errors")
+                f"{rate:,.0f} chunks/s, {progress.errors} errors, {eta_text(self.clock.remaining(elapsed))}")
         print(f"\r{text:<110}" if self.tty else text, end="" if self.tty else "\n", file=sys.stderr, flush=True)
 
     def done(self, text: str) -> None:
+        self.clock.finish_run(now() - self.run_started)
         if not self.quiet:
             print(f"\r{text:<110}" if self.tty else text, file=sys.stderr, flush=True)
 
 
-async def probe(settings: Settings, key_env: str) -> str:
-    """One short request before the sweep: the URL, key, model name and streaming shape work, or why not."""
+async def probe(settings: Settings, key_env: str) -> tuple[str, ProbeSpeed]:
+    """One short request before the sweep: the URL, key, model name and streaming shape work, or why not; and
+    how fast one stream alone goes, for the time estimate."""
     client = settings.client(run_seed=0, run_tag="sbprobe")
     client.factory.max_tokens = min(settings.max_tokens, 8)
     record = RequestRecord(0, "probe", now())
@@ -129,8 +148,9 @@ async def probe(settings: Settings, key_env: str) -> str:
         hint = f"; {auth_hint(bool(settings.api_key), key_env)}" if record.status == 401 else ""
         raise RuntimeError(f"{record.error_kind}: {record.error}{hint}")
     source = "usage" if record.output_tokens is not None else "chunk count (no usage chunk!)"
-    return (f"probe ok: TTFT {(record.token_times[0] - record.sent) * 1000:.1f} ms, {record.tokens} tokens "
-            f"counted from {source}")
+    speed = ProbeSpeed.from_record(record)
+    return (f"probe ok: TTFT {speed.ttft * 1000:.1f} ms, {record.tokens} tokens counted from {source}, "
+            f"{speed.per_token * 1000:.1f} ms per token", speed)
 
 
 async def unless_stopped(coroutine, control: Control):
@@ -188,7 +208,7 @@ async def sweep(args, settings: Settings, control: Control, log: RequestLog, lin
             seed = args.seed + level_number * 1000 + run
             plan = plan_for(args, level, run, seed)
             label = f"level {level:g} run {run + 1}/{args.runs}"
-            line.start(label, plan.measured_requests)
+            line.start(label, plan)
             started = now()
             deadline = args.timeout + (plan.warmup_seconds + plan.duration) * 2 + 60
             records, complete = await execute_run(plan, settings, control, args.processes, line.tick,
@@ -206,6 +226,29 @@ async def sweep(args, settings: Settings, control: Control, log: RequestLog, lin
         if control.stopping:
             break
     return summaries
+
+
+def sweep_clock(args, speed: ProbeSpeed | None) -> SweepClock:
+    """Predict every planned run's duration at the probe's speed and say what the sweep takes (the default sweep
+    takes hours against a real node)."""
+    levels = args.request_rate or args.concurrency
+    # Without a probe, in units of one request: the clock calibrates itself once requests finish.
+    request_seconds = speed.request_seconds(args.max_tokens) if speed else 1.0
+    predictions = [run_seconds(plan_for(args, level, run, seed=0), request_seconds)
+                   for level in levels for run in range(args.runs)]
+    runs = f"{_count(len(predictions), 'run')} ({_count(len(levels), 'level')} x {args.runs})"
+    if speed:
+        print(f"servebench: {runs} take at least {duration_text(math.fsum(predictions))} at the probe's speed "
+              f"({request_seconds:.3g} s per request of {args.max_tokens:,} tokens, one stream alone; loaded "
+              "requests are slower)", file=sys.stderr)
+    else:
+        print(f"servebench: {runs}; without the probe, how long they take is known once requests finish",
+              file=sys.stderr)
+    return SweepClock(predictions, calibrated=speed is not None)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number:,} {noun}" + ("" if number == 1 else "s")
 
 
 def settings_record(args, settings: Settings, loop_name: str) -> dict:
@@ -247,15 +290,18 @@ async def run(args, settings: Settings, loop_name: str) -> int:
     output = (args.output_dir or Path("reports/benchmark") / datetime.datetime.now(datetime.timezone.utc).strftime(
         "%Y%m%dT%H%M%SZ")).absolute()
     print(f"servebench: reports go to {output}/", file=sys.stderr, flush=True)
+    speed = None
     if not args.no_probe:
         try:
-            message = await unless_stopped(probe(settings, args.api_key_env), control)
+            probed = await unless_stopped(probe(settings, args.api_key_env), control)
         except (RuntimeError, OSError, ValueError) as error:
             print(f"servebench: the probe request to {settings.url} failed: {error}; no reports written",
                   file=sys.stderr)
             return 2
-        if message:
+        if probed:
+            message, speed = probed
             print(f"servebench: {message}", file=sys.stderr)
+    clock = sweep_clock(args, speed)
     output.mkdir(parents=True, exist_ok=True)
     started = _utc_now()
     shown_settings = settings_record(args, settings, loop_name)
@@ -270,7 +316,7 @@ async def run(args, settings: Settings, loop_name: str) -> int:
         write_reports(output, report_of(levels_so_far, "running"))
 
     with RequestLog(output / "requests.jsonl") as log:
-        levels = await sweep(args, settings, control, log, ProgressLine(args.quiet), checkpoint)
+        levels = await sweep(args, settings, control, log, ProgressLine(args.quiet, clock), checkpoint)
     report = report_of(levels, "interrupted" if control.stopping else "finished")
     write_reports(output, report)
     chart_problem = None if args.no_chart else draw(report, output / "chart.png")

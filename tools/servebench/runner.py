@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field, replace
 
 from .client import CANCELLED, Client, RequestFactory, RequestRecord, Target, now
-from .load import MEASURED, Control, RunPlan, run_plan
+from .load import COOLDOWN, MEASURED, Control, RunPlan, run_plan
 
 START_DELAY_PROCESSES = 1.5  # seconds for worker processes to start before the run's common start
 POLL_SECONDS = 0.02
@@ -54,10 +54,12 @@ def event_loop_factory():
 
 
 class Progress:
-    """Counts what a run has done so far, for the progress line."""
+    """Counts what a run has done so far, for the progress line and its ETA."""
+
+    FIELDS = ("started", "measured_done", "errors", "token_chunks", "finished")
 
     def __init__(self) -> None:
-        self.started = self.measured_done = self.errors = self.token_chunks = 0
+        self.started = self.measured_done = self.errors = self.token_chunks = self.finished = 0
 
     def update_from(self, records: list[RequestRecord]) -> None:
         measured = [record for record in records if record.phase == MEASURED]
@@ -65,6 +67,8 @@ class Progress:
         self.measured_done = sum(1 for record in measured if record.end)
         self.errors = sum(1 for record in measured if record.error_kind and record.error_kind != CANCELLED)
         self.token_chunks = sum(len(record.token_times) for record in records)
+        # Warm-up and measured requests that ended: how far through its planned requests a closed-loop run is.
+        self.finished = sum(1 for record in records if record.end and record.phase != COOLDOWN)
 
 
 def _shares(total: int, parts: int) -> list[int]:
@@ -173,8 +177,8 @@ def _worker_main(plan: RunPlan, settings: Settings, stop, pending, counters, res
         while not task.done():
             await asyncio.wait({task}, timeout=0.5)
             progress.update_from(records)
-            counters[slot * 4:slot * 4 + 4] = [progress.started, progress.measured_done, progress.errors,
-                                              progress.token_chunks]
+            width = len(Progress.FIELDS)
+            counters[slot * width:(slot + 1) * width] = [getattr(progress, name) for name in Progress.FIELDS]
         return records, task.result()
 
     with asyncio.Runner(loop_factory=factory) as runner, collector_paused():
@@ -186,7 +190,8 @@ async def _run_processes(plans: list[RunPlan], settings: Settings, control: Cont
                          deadline: float) -> tuple[list[RequestRecord], bool]:
     context = multiprocessing.get_context("spawn")
     stop, pending = context.Event(), context.Value("i", len(plans))
-    counters = context.Array("d", 4 * len(plans), lock=False)
+    width = len(Progress.FIELDS)
+    counters = context.Array("d", width * len(plans), lock=False)
     results = context.Queue()
     workers = [context.Process(target=_worker_main, args=(plan, settings, stop, pending, counters, results, slot),
                                daemon=True)
@@ -208,8 +213,8 @@ async def _run_processes(plans: list[RunPlan], settings: Settings, control: Cont
                     break
                 if time.monotonic() > deadline:
                     stop.set()
-            totals = [sum(counters[slot * 4 + column] for slot in range(len(plans))) for column in range(4)]
-            progress.started, progress.measured_done, progress.errors, progress.token_chunks = map(int, totals)
+            for column, name in enumerate(Progress.FIELDS):
+                setattr(progress, name, int(sum(counters[slot * width + column] for slot in range(len(plans)))))
             on_tick(progress)
     finally:
         stop.set()

@@ -1,7 +1,8 @@
 """servebench as an operator runs it, against benchmarks/fast_sse_server.py on loopback: SIGTERM (as `timeout` and
 systemd send it) stops a sweep like Ctrl-C at any moment and leaves valid files and an honest report; a kill leaves
-the report of the last finished run; where the reports go is the first and the last line. Plus the pieces behind
-them: the line printed after each run, and a base URL ending in /v1."""
+the report of the last finished run; where the reports go is the first and the last line; the time the sweep
+will take is printed before it starts and kept in the progress line. Plus the pieces behind them: the time
+estimate, the line printed after each run, and a base URL ending in /v1."""
 
 import json
 import os
@@ -11,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from array import array
 from pathlib import Path
 
 import pytest
@@ -20,7 +22,9 @@ REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO / "tools"))
 
 from servebench.cli import run_line  # noqa: E402
-from servebench.client import Target  # noqa: E402
+from servebench.client import RequestRecord, Target  # noqa: E402
+from servebench.estimate import ProbeSpeed, SweepClock, duration_text, run_seconds  # noqa: E402
+from servebench.load import RunPlan  # noqa: E402
 
 SERVER = REPO / "benchmarks" / "fast_sse_server.py"
 TTFT, ITL, MAX_TOKENS = 0.05, 0.01, 16      # 0.2 s per request
@@ -139,7 +143,61 @@ def test_the_first_and_the_last_line_say_where_the_reports_went(server, tmp_path
     assert stdout.strip() and f"{output}/" in stderr.splitlines()[-1]
 
 
+def test_a_time_estimate_comes_before_the_sweep_and_the_progress_line_keeps_an_eta(server, tmp_path):
+    # 9 request cycles of ~0.2 s: (1 + 8 waves) x 4 requests over 4 workers.
+    process = start(server, "--concurrency", "4", "--runs", "1", "--warmup-waves", "1", "--waves", "8",
+                    output=tmp_path)
+    _, stderr = finish(process)
+    assert process.returncode == 0, stderr
+    lines = stderr.splitlines()
+    estimate = next(number for number, line in enumerate(lines) if "at the probe's speed" in line)
+    progress = next(number for number, line in enumerate(lines) if line.startswith("level 4 run 1/1: measured"))
+    assert estimate < progress
+    seconds = float(re.search(r"at least (\d+) s", lines[estimate]).group(1))
+    assert 1 <= seconds <= 4, lines[estimate]
+    assert re.search(r"sweep ETA (\w{3} )?\d\d:\d\d", lines[progress]), lines[progress]
+
+
 # ------------------------------------------------------------------------------------------------ pieces
+def test_a_run_takes_its_request_cycles_at_the_probe_speed():
+    speed = ProbeSpeed(ttft=0.05, per_token=0.01)
+    assert speed.request_seconds(101) == pytest.approx(1.05)
+    closed = RunPlan(mode="concurrency", level=10, run=0, seed=0, start_at=0, concurrency=10, warmup_requests=20,
+                     measured_requests=100)
+    assert run_seconds(closed, 1.05) == pytest.approx(12 * 1.05)          # 120 requests over 10 workers
+    spawned = RunPlan(mode="concurrency", level=10, run=0, seed=0, start_at=0, concurrency=10, warmup_requests=20,
+                      measured_requests=100, spawn_rate=5)
+    assert run_seconds(spawned, 1.05) == pytest.approx(9 / 5 + 12 * 1.05)
+    opened = RunPlan(mode="rate", level=2, run=0, seed=0, start_at=0, rate=2, warmup_seconds=10, duration=60)
+    assert run_seconds(opened, 1.05) == pytest.approx(71.05)
+
+
+def test_the_probe_speed_comes_from_its_token_times():
+    record = RequestRecord(0, "probe", 0.0)
+    record.sent, record.token_times, record.output_tokens = 1.0, array("d", [1.25, 1.30, 1.45]), 8
+    speed = ProbeSpeed.from_record(record)
+    assert speed.ttft == pytest.approx(0.25) and speed.per_token == pytest.approx(0.2 / 7)
+
+
+def test_the_eta_follows_how_fast_the_runs_really_go():
+    clock = SweepClock([10.0, 10.0, 10.0], calibrated=True)
+    assert clock.remaining(elapsed=0) == pytest.approx(30)
+    clock.observe(elapsed=10, fraction=0.5)            # twice as slow as predicted
+    assert clock.remaining(elapsed=10) == pytest.approx(10 + 40)
+    clock.finish_run(elapsed=20)
+    assert clock.remaining(elapsed=0) == pytest.approx(40)
+    unknown = SweepClock([1.0, 1.0], calibrated=False)  # no probe: no estimate until requests finish
+    assert unknown.remaining(elapsed=5) is None
+    unknown.observe(elapsed=4, fraction=0.5)
+    assert unknown.remaining(elapsed=4) == pytest.approx(4 + 8)
+
+
+@pytest.mark.parametrize(("seconds", "text"), [(4.4, "4 s"), (59.6, "1 min 00 s"), (754, "12 min 34 s"),
+                                               (11_100, "3 h 05 min")])
+def test_durations_read_as_hours_minutes_and_seconds(seconds, text):
+    assert duration_text(seconds) == text
+
+
 def test_the_line_after_a_run_says_what_happened_without_nan():
     interrupted = {"run": 0, "measured_planned": 40, "metrics": {
         "requests": 0, "succeeded": 0, "failed": 0, "interrupted": True, "measured_sent": 0, "success_rate": 0.0,
