@@ -3,8 +3,9 @@
     PYTHONPATH=tools python3 -m servebench --url http://node:8000 --model deepseek-ai/DeepSeek-V3.2
 
 Writes `report.md` (the vendor guide's table and the details), `summary.json` (every figure per run and per
-level), `requests.jsonl` (one raw record per request and line) and `chart.png`; the first two after every run
-as well, so that a sweep killed outright still leaves the report of its last finished run. Ctrl-C or SIGTERM
+level), `requests.jsonl` (one raw record per request and line) and `chart.png`; the first two also when the
+sweep starts and after every run, so that a sweep killed outright still leaves the report of its last finished
+run. Ctrl-C or SIGTERM
 (`timeout`, systemd) stops at once: in-flight requests are cancelled, the interrupted run is kept in the raw
 records but left out of the figures, and the reports are written, saying where the sweep stopped; a second
 signal aborts, leaving the reports of the last finished run. Exit status: 0, 2 when the probe request fails,
@@ -229,22 +230,23 @@ async def sweep(args, settings: Settings, control: Control, log: RequestLog, lin
 
 
 def sweep_clock(args, speed: ProbeSpeed | None) -> SweepClock:
-    """Predict every planned run's duration at the probe's speed and say what the sweep takes (the default sweep
-    takes hours against a real node)."""
-    levels = args.request_rate or args.concurrency
-    # Without a probe, in units of one request: the clock calibrates itself once requests finish.
+    """Every planned run's duration at the probe's speed; without a probe, in units of one request (the clock
+    calibrates itself once requests finish)."""
     request_seconds = speed.request_seconds(args.max_tokens) if speed else 1.0
     predictions = [run_seconds(plan_for(args, level, run, seed=0), request_seconds)
-                   for level in levels for run in range(args.runs)]
-    runs = f"{_count(len(predictions), 'run')} ({_count(len(levels), 'level')} x {args.runs})"
-    if speed:
-        print(f"servebench: {runs} take at least {duration_text(math.fsum(predictions))} at the probe's speed "
-              f"({request_seconds:.3g} s per request of {args.max_tokens:,} tokens, one stream alone; loaded "
-              "requests are slower)", file=sys.stderr)
-    else:
-        print(f"servebench: {runs}; without the probe, how long they take is known once requests finish",
-              file=sys.stderr)
+                   for level in args.request_rate or args.concurrency for run in range(args.runs)]
     return SweepClock(predictions, calibrated=speed is not None)
+
+
+def estimate_line(args, speed: ProbeSpeed | None, clock: SweepClock) -> str:
+    """How long the sweep takes at the probe's speed: the default sweep takes hours against a real node."""
+    levels = args.request_rate or args.concurrency
+    runs = f"{_count(len(levels) * args.runs, 'run')} ({_count(len(levels), 'level')} x {args.runs})"
+    if speed is None:
+        return f"{runs}; without the probe, how long they take is known once requests finish"
+    return (f"{runs} take at least {duration_text(clock.remaining(elapsed=0))} at the probe's speed "
+            f"({speed.request_seconds(args.max_tokens):.3g} s per request of {args.max_tokens:,} tokens, one stream "
+            "alone; loaded requests are slower)")
 
 
 def _count(number: int, noun: str) -> str:
@@ -302,6 +304,7 @@ async def run(args, settings: Settings, loop_name: str) -> int:
             message, speed = probed
             print(f"servebench: {message}", file=sys.stderr)
     clock = sweep_clock(args, speed)
+    print(f"servebench: {estimate_line(args, speed, clock)}", file=sys.stderr)
     output.mkdir(parents=True, exist_ok=True)
     started = _utc_now()
     shown_settings = settings_record(args, settings, loop_name)
@@ -316,6 +319,7 @@ async def run(args, settings: Settings, loop_name: str) -> int:
         write_reports(output, report_of(levels_so_far, "running"))
 
     with RequestLog(output / "requests.jsonl") as log:
+        checkpoint([])  # from here on, however servebench stops, the directory holds a valid report
         levels = await sweep(args, settings, control, log, ProgressLine(args.quiet, clock), checkpoint)
     report = report_of(levels, "interrupted" if control.stopping else "finished")
     write_reports(output, report)

@@ -158,8 +158,9 @@ def _state_lines(report: dict) -> list[str]:
         level, run = runs[-1]
         last = f"level {_level_label(level['level'], level['mode'])} run {run['run'] + 1} of {settings['runs']}"
     if state == "running":
-        return [f"**Incomplete:** written after {last or 'no run'}, while servebench was running; if it is no "
-                "longer running, it was stopped before it could write its final report. " + _coverage(report), ""]
+        written = f"written after {last}" if last else "written before the first run finished"
+        return [f"**Incomplete:** {written}, while servebench was running; if it is no longer running, it was "
+                "stopped before it could write its final report. " + _coverage(report), ""]
     if state != "interrupted":
         return []
     signal = _SIGNAL_TEXT.get(report["stop_signal"], report["stop_signal"])

@@ -118,8 +118,9 @@ def test_sigterm_in_the_warm_up_says_nothing_was_measured(server, tmp_path):
 def test_a_kill_leaves_the_report_of_the_last_finished_run(server, tmp_path):
     process = start(server, "--concurrency", "4", "--runs", "20", "--warmup-waves", "1", "--waves", "2",
                     "--no-probe", output=tmp_path)
-    deadline = time.monotonic() + 20
-    while not (tmp_path / "summary.json").exists():
+    summary_path, deadline = tmp_path / "summary.json", time.monotonic() + 20
+    # summary.json is replaced whole, never half-written: it can be read while servebench runs.
+    while not (summary_path.exists() and json.loads(summary_path.read_text())["levels"]):
         assert time.monotonic() < deadline and process.poll() is None, "no report after the first run"
         time.sleep(0.05)
     time.sleep(random.uniform(0.0, 0.6))

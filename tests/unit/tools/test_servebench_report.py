@@ -123,6 +123,13 @@ def test_a_report_written_while_the_sweep_runs_says_it_is_incomplete():
     assert "Saturation Point: not reached by the levels measured so far (the sweep did not finish)" in text
 
 
+def test_the_report_written_before_the_first_run_claims_nothing():
+    text = markdown(report_of([], planned_levels=[10, 50], runs=1, state="running"))
+    assert "Incomplete:** written before the first run finished" in text
+    assert "Nothing was measured: no run finished. Not measured: 10, 50." in text
+    assert "Saturation Point" not in text and "Success Rate" not in text
+
+
 # ------------------------------------------------------------------------------------------------ hints
 def test_a_401_note_says_that_no_key_was_sent_and_how_to_set_one():
     refused = {**finished_run(0), "requests": 5, "succeeded": 0, "failed": 5, "success_rate": 0.0,
