@@ -122,9 +122,9 @@ def servebench_level(args, url: str, level: int, interval: int, work: Path, log)
     env = {**os.environ, "PYTHONPATH": str(ROOT / "tools")}
     usage = run_measured(command, args.client_core, args.level_timeout, log, env)
     summary = json.loads((output / "summary.json").read_text())
-    rows = json.loads((output / "requests.json").read_text())
+    rows = [json.loads(line) for line in (output / "requests.jsonl").read_text().splitlines()]
     run = summary["levels"][0]["runs"][0]
-    origin = run["clock_origin"]  # requests.json's times count from this perf_counter instant
+    origin = run["clock_origin"]  # requests.jsonl's times count from this perf_counter instant
     arrivals = [(row["request_id"], origin + row["sent"] + row["ttft"] if row["ttft"] is not None else None,
                  origin + row["sent"] + row["e2e"] if row["e2e"] is not None else None)
                 for row in rows if row["phase"] == "measured"]

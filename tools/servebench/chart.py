@@ -42,12 +42,16 @@ def draw(report: dict, path) -> str | None:
         top.plot([peak["level"]], [peak["output_throughput"]["mean"]], marker="*", markersize=16, color="gold",
                  markeredgecolor="black", linestyle="none", label="peak")
     saturation = sweep["saturation"]["level"]
+    below = sweep["saturation"]["between"][0] if saturation is not None else None
     for axis in (top, bottom):
         if saturation is not None:
             axis.axvline(saturation, linestyle="--", color="tab:red", alpha=0.7)
+            if below is not None:  # the saturation point lies somewhere in this span, not on the line
+                axis.axvspan(below, saturation, color="tab:red", alpha=0.08)
         axis.grid(True, which="both", alpha=0.3)
     if saturation is not None:
-        top.annotate(f"saturation ~{saturation:g}", (saturation, 0), xycoords=("data", "axes fraction"),
+        span = f"{below:g}–{saturation:g}" if below is not None else f"≤ {saturation:g}"
+        top.annotate(f"saturation {span}", (saturation, 0), xycoords=("data", "axes fraction"),
                      xytext=(4, 6), textcoords="offset points", color="tab:red")
     top.set_ylabel("output tokens/s")
     top.set_ylim(bottom=0)

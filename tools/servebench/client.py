@@ -33,7 +33,9 @@ CANCELLED = "cancelled"            # stopped by the tool (cool-down end, Ctrl-C)
 
 @dataclass(frozen=True)
 class Target:
-    """Where requests go, parsed from the base URL (`http[s]://host[:port][/prefix]`)."""
+    """Where requests go, parsed from the base URL (`http[s]://host[:port][/prefix]`). A base URL ending in
+    `/v1` (the OpenAI clients' form) is the server's root when the endpoint starts with `/v1/`, as for the smoke
+    test."""
     host: str
     port: int
     tls: bool
@@ -52,7 +54,10 @@ class Target:
         default_port = port == (443 if tls else 80)
         host = parts.hostname
         host_header = (f"[{host}]" if ":" in host else host) + ("" if default_port else f":{port}")
-        return cls(host, port, tls, parts.path.rstrip("/") + endpoint, host_header)
+        prefix = parts.path.rstrip("/")
+        if endpoint.startswith("/v1/"):
+            prefix = prefix.removesuffix("/v1")
+        return cls(host, port, tls, prefix + endpoint, host_header)
 
 
 _WORDS = ("system", "latency", "cluster", "memory", "garden", "river", "signal", "market", "engine", "window",

@@ -43,7 +43,7 @@ class RunPlan:
 
 
 class Control:
-    """What a load shape asks of whoever runs it: whether to stop (Ctrl-C), and when every share's measured
+    """What a load shape asks of whoever runs it: whether to stop (Ctrl-C, SIGTERM), and when every share's measured
     requests are done. In one process, the share is the whole run."""
 
     def __init__(self) -> None:
@@ -72,7 +72,7 @@ async def _sleep_until(when: float) -> None:
         await asyncio.sleep(delay)
 
 
-async def closed_loop(plan: RunPlan, client: Client, control: Control, records: list[RequestRecord]) -> None:
+async def closed_loop(plan: RunPlan, client: Client, control: Control, records: list[RequestRecord]) -> bool:
     spacing = 1 / plan.spawn_rate if plan.spawn_rate else 0.0
     last_start = plan.start_at + spacing * (plan.concurrency - 1)
     counts = {"sent": 0, "measured": 0, "pending": plan.measured_requests}
@@ -115,9 +115,10 @@ async def closed_loop(plan: RunPlan, client: Client, control: Control, records: 
             task.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
         client.close_all()
+    return measured_done.is_set()
 
 
-async def open_loop(plan: RunPlan, client: Client, control: Control, records: list[RequestRecord]) -> None:
+async def open_loop(plan: RunPlan, client: Client, control: Control, records: list[RequestRecord]) -> bool:
     rng = random.Random(plan.seed)
     measured_start = plan.start_at + plan.warmup_seconds
     measured_end = measured_start + plan.duration
@@ -163,9 +164,11 @@ async def open_loop(plan: RunPlan, client: Client, control: Control, records: li
             task.cancel()
         await asyncio.gather(sender, *in_flight, return_exceptions=True)
         client.close_all()
+    return measured_done.is_set()
 
 
-async def run_plan(plan: RunPlan, client: Client, control: Control, records: list[RequestRecord]) -> None:
-    """Run one plan; `records` fills as requests start, so a caller sees progress and keeps partial results."""
+async def run_plan(plan: RunPlan, client: Client, control: Control, records: list[RequestRecord]) -> bool:
+    """Run one plan; `records` fills as requests start, so a caller sees progress and keeps partial results.
+    True when every measured request of the plan finished, False when a stop came first (in the warm-up, say)."""
     shape = closed_loop if plan.mode == "concurrency" else open_loop
-    await shape(plan, client, control, records)
+    return await shape(plan, client, control, records)

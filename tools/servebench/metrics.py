@@ -102,9 +102,10 @@ def _open_loop_rates(records: list[RequestRecord], measured: list[RequestRecord]
     return tokens / (end - start), completed / (end - start)
 
 
-def run_metrics(records: list[RequestRecord], *, open_loop: bool, max_tokens: int) -> dict:
-    """The figures of one run: see the module docstring. `interrupted` is set when measured requests were
-    cancelled (Ctrl-C); such a run is kept in the raw records but left out of the summaries."""
+def run_metrics(records: list[RequestRecord], *, open_loop: bool, max_tokens: int, complete: bool = True) -> dict:
+    """The figures of one run: see the module docstring. `interrupted` is set when the run did not complete (a
+    stop before its measured requests all finished, even one in the warm-up) or measured requests were cancelled;
+    such a run is kept in the raw records but left out of the summaries."""
     measured = [record for record in records if record.phase == MEASURED]
     finished = [record for record in measured if record.error_kind != CANCELLED]
     good = [record for record in finished if record.ok]
@@ -114,7 +115,7 @@ def run_metrics(records: list[RequestRecord], *, open_loop: bool, max_tokens: in
     for record in failed:
         examples.setdefault(record.error_kind or "unknown", record.error)
     result = {"requests": len(finished), "succeeded": len(good), "failed": len(failed),
-              "interrupted": len(finished) < len(measured),
+              "interrupted": not complete or len(finished) < len(measured), "measured_sent": len(measured),
               "success_rate": len(good) / len(finished) if finished else math.nan,
               "errors": dict(errors), "error_examples": examples,
               "short_outputs": sum(1 for record in good if record.tokens < max_tokens),

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field, replace
 
 from .client import CANCELLED, Client, RequestFactory, RequestRecord, Target, now
-from .load import MEASURED, Control, RunPlan, run_plan
+from .load import COOLDOWN, MEASURED, Control, RunPlan, run_plan
 
 START_DELAY_PROCESSES = 1.5  # seconds for worker processes to start before the run's common start
 POLL_SECONDS = 0.02
@@ -54,10 +54,12 @@ def event_loop_factory():
 
 
 class Progress:
-    """Counts what a run has done so far, for the progress line."""
+    """Counts what a run has done so far, for the progress line and its ETA."""
+
+    FIELDS = ("started", "measured_done", "errors", "token_chunks", "finished")
 
     def __init__(self) -> None:
-        self.started = self.measured_done = self.errors = self.token_chunks = 0
+        self.started = self.measured_done = self.errors = self.token_chunks = self.finished = 0
 
     def update_from(self, records: list[RequestRecord]) -> None:
         measured = [record for record in records if record.phase == MEASURED]
@@ -65,6 +67,8 @@ class Progress:
         self.measured_done = sum(1 for record in measured if record.end)
         self.errors = sum(1 for record in measured if record.error_kind and record.error_kind != CANCELLED)
         self.token_chunks = sum(len(record.token_times) for record in records)
+        # Warm-up and measured requests that ended: how far through its planned requests a closed-loop run is.
+        self.finished = sum(1 for record in records if record.end and record.phase != COOLDOWN)
 
 
 def _shares(total: int, parts: int) -> list[int]:
@@ -106,7 +110,8 @@ def collector_paused():
         gc.collect()
 
 
-async def _run_local(plan: RunPlan, settings: Settings, control: Control, on_tick) -> list[RequestRecord]:
+async def _run_local(plan: RunPlan, settings: Settings, control: Control, on_tick
+                     ) -> tuple[list[RequestRecord], bool]:
     records: list[RequestRecord] = []
     client = settings.client(plan.seed, f"sb{RUN_TOKEN}-{plan.seed}")
     with collector_paused():
@@ -116,8 +121,7 @@ async def _run_local(plan: RunPlan, settings: Settings, control: Control, on_tic
             await asyncio.wait({task}, timeout=1.0)
             progress.update_from(records)
             on_tick(progress)
-    task.result()
-    return records
+    return records, task.result()
 
 
 # ------------------------------------------------------------------------------------------ worker processes
@@ -136,8 +140,9 @@ def _record_from_state(state: tuple) -> RequestRecord:
 
 
 class _SharedControl(Control):
-    """A worker process's view: stop when the parent says so (or on SIGINT), and keep the cool-down going until
-    the shared count of processes with measured requests pending reaches zero."""
+    """A worker process's view: stop when the parent says so (or on its own SIGINT or SIGTERM, which a terminal
+    or systemd sends to every process of servebench), and keep the cool-down going until the shared count of
+    processes with measured requests pending reaches zero."""
 
     def __init__(self, stop, pending) -> None:
         super().__init__()
@@ -161,9 +166,10 @@ class _SharedControl(Control):
 def _worker_main(plan: RunPlan, settings: Settings, stop, pending, counters, results, slot: int) -> None:
     factory, _ = event_loop_factory()
 
-    async def main() -> list[RequestRecord]:
+    async def main() -> tuple[list[RequestRecord], bool]:
         control = _SharedControl(stop, pending)
-        asyncio.get_running_loop().add_signal_handler(signal.SIGINT, control.stop_event.set)
+        for stop_signal in (signal.SIGINT, signal.SIGTERM):
+            asyncio.get_running_loop().add_signal_handler(stop_signal, control.stop_event.set)
         records: list[RequestRecord] = []
         client = settings.client(plan.seed, f"sb{RUN_TOKEN}-{plan.seed}p{slot}")
         task = asyncio.ensure_future(run_plan(plan, client, control, records))
@@ -171,28 +177,28 @@ def _worker_main(plan: RunPlan, settings: Settings, stop, pending, counters, res
         while not task.done():
             await asyncio.wait({task}, timeout=0.5)
             progress.update_from(records)
-            counters[slot * 4:slot * 4 + 4] = [progress.started, progress.measured_done, progress.errors,
-                                              progress.token_chunks]
-        task.result()
-        return records
+            width = len(Progress.FIELDS)
+            counters[slot * width:(slot + 1) * width] = [getattr(progress, name) for name in Progress.FIELDS]
+        return records, task.result()
 
     with asyncio.Runner(loop_factory=factory) as runner, collector_paused():
-        records = runner.run(main())
-    results.put((slot, [_record_state(record) for record in records]))
+        records, complete = runner.run(main())
+    results.put((slot, complete, [_record_state(record) for record in records]))
 
 
 async def _run_processes(plans: list[RunPlan], settings: Settings, control: Control, on_tick,
-                         deadline: float) -> list[RequestRecord]:
+                         deadline: float) -> tuple[list[RequestRecord], bool]:
     context = multiprocessing.get_context("spawn")
     stop, pending = context.Event(), context.Value("i", len(plans))
-    counters = context.Array("d", 4 * len(plans), lock=False)
+    width = len(Progress.FIELDS)
+    counters = context.Array("d", width * len(plans), lock=False)
     results = context.Queue()
     workers = [context.Process(target=_worker_main, args=(plan, settings, stop, pending, counters, results, slot),
                                daemon=True)
                for slot, plan in enumerate(plans)]
     for worker in workers:
         worker.start()
-    collected: dict[int, list] = {}
+    collected: dict[int, tuple[bool, list]] = {}
     progress = Progress()
     loop = asyncio.get_running_loop()
     try:
@@ -200,15 +206,15 @@ async def _run_processes(plans: list[RunPlan], settings: Settings, control: Cont
             if control.stopping:
                 stop.set()
             try:
-                slot, states = await loop.run_in_executor(None, results.get, True, 1.0)
-                collected[slot] = states
+                slot, complete, states = await loop.run_in_executor(None, results.get, True, 1.0)
+                collected[slot] = complete, states
             except queue.Empty:
                 if not any(worker.is_alive() for worker in workers) and results.empty():
                     break
                 if time.monotonic() > deadline:
                     stop.set()
-            totals = [sum(counters[slot * 4 + column] for slot in range(len(plans))) for column in range(4)]
-            progress.started, progress.measured_done, progress.errors, progress.token_chunks = map(int, totals)
+            for column, name in enumerate(Progress.FIELDS):
+                setattr(progress, name, int(sum(counters[slot * width + column] for slot in range(len(plans)))))
             on_tick(progress)
     finally:
         stop.set()
@@ -220,12 +226,14 @@ async def _run_processes(plans: list[RunPlan], settings: Settings, control: Cont
     if missing:
         print(f"servebench: worker process(es) {missing} returned nothing; their share of the run is missing",
               file=sys.stderr)
-    return [_record_from_state(state) for slot in sorted(collected) for state in collected[slot]]
+    records = [_record_from_state(state) for slot in sorted(collected) for state in collected[slot][1]]
+    return records, not missing and all(complete for complete, _ in collected.values())
 
 
 async def execute_run(plan: RunPlan, settings: Settings, control: Control, processes: int, on_tick,
-                      deadline_seconds: float) -> list[RequestRecord]:
-    """Run `plan` and return every request record (warm-up and cool-down included)."""
+                      deadline_seconds: float) -> tuple[list[RequestRecord], bool]:
+    """Run `plan`; return every request record (warm-up and cool-down included) and whether the run's measured
+    requests all finished."""
     if processes <= 1:
         plan = replace(plan, start_at=now())
         return await _run_local(plan, settings, control, on_tick)

@@ -170,7 +170,7 @@ def test_sweep_matches_the_configured_truth_at_every_level(standin, tmp_path):
     report = (output / "report.md").read_text()
     assert "| Concurrent | Throughput | p99 Latency |" in report and "Multi-run means (n=2)" in report
     assert "Peak Throughput:" in report and "at 100 concurrent" in report
-    rows = json.loads((output / "requests.json").read_text())
+    rows = [json.loads(line) for line in (output / "requests.jsonl").read_text().splitlines()]
     measured_rows = [row for row in rows if row["phase"] == "measured"]
     assert len(measured_rows) == sum(2 * 2 * level for level in LEVELS)
     assert all(row["ok"] and row["output_tokens"] == MAX_TOKENS for row in measured_rows)
@@ -191,7 +191,7 @@ def test_worker_processes_share_one_run(standin, tmp_path):
     figures = json.loads((tmp_path / "summary.json").read_text())["levels"][0]["figures"]
     assert within(figures["output_throughput"]["mean"], truth(50)["throughput"])
     assert within(figures["e2e.p99"]["mean"], truth(50)["e2e"])
-    rows = json.loads((tmp_path / "requests.json").read_text())
+    rows = [json.loads(line) for line in (tmp_path / "requests.jsonl").read_text().splitlines()]
     assert len({row["request_id"] for row in rows}) == len(rows)  # ids stay unique across processes
 
 
@@ -222,6 +222,17 @@ def test_the_probe_stops_a_sweep_that_cannot_work(standin, tmp_path, args, key, 
     assert not (tmp_path / "summary.json").exists()
 
 
+@pytest.mark.parametrize(("key", "hint"), [
+    (None, "no API key was sent: SERVEBENCH_TEST_KEY is unset or empty; export SERVEBENCH_TEST_KEY=<key>, or "
+           "name the variable that holds the key with --api-key-env (default VLLM_API_KEY)"),
+    ("sk-wrong", "the server refused the API key in SERVEBENCH_TEST_KEY"),
+])
+def test_a_401_from_the_probe_says_whether_a_key_was_sent_and_where_it_comes_from(standin, tmp_path, key, hint):
+    result = servebench(standin, tmp_path, "--concurrency", "1", key=key, timeout=30)
+    assert result.returncode == 2
+    assert hint in result.stderr
+
+
 def test_ctrl_c_stops_and_keeps_what_was_measured(standin, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO / "tools"), "SERVEBENCH_TEST_KEY": API_KEY}
     process = subprocess.Popen(
@@ -239,7 +250,8 @@ def test_ctrl_c_stops_and_keeps_what_was_measured(standin, tmp_path):
     run = summary["levels"][0]["runs"][0]["metrics"]
     assert run["interrupted"] and run["succeeded"] > 0 and run["failed"] == 0
     assert summary["levels"][0]["complete_runs"] == 0
-    rows = json.loads((tmp_path / "requests.json").read_text())
+    rows = [json.loads(line) for line in (tmp_path / "requests.jsonl").read_text().splitlines()]
     assert any(row["error_kind"] == "cancelled" for row in rows)
     assert sum(1 for row in rows if row["phase"] == "measured" and row["ok"]) == run["succeeded"]
-    assert "Interrupted (Ctrl-C)" in (tmp_path / "report.md").read_text() and "Interrupted" in stdout
+    assert "Interrupted by Ctrl-C (SIGINT) during level 10 run 1 of 3" in (tmp_path / "report.md").read_text()
+    assert "Interrupted" in stdout
