@@ -37,7 +37,12 @@ def node_sh(node: str, script: str) -> str:
 
 
 def running_image(node: str) -> str:
-    return node_sh(node, "docker inspect --format '{{.Config.Image}}' vllm").strip()
+    """The ID of the image the node's vLLM container runs (the unit runs the image by its ID)."""
+    return node_sh(node, "docker inspect --format '{{.Image}}' vllm").strip()
+
+
+def image_id(node: str, reference: str) -> str:
+    return node_sh(node, f"docker image inspect --format '{{{{.Id}}}}' {reference}").strip()
 
 
 def invocation(node: str) -> str:
@@ -169,7 +174,8 @@ def test_a_rolling_update_reaches_every_node_without_a_failed_request(balancer_u
     assert summary["requests"] > 20 and summary["streamed"] > 10, summary
     assert summary["failures"] == [], summary["failures"][:10]
     after = {node: running_image(node) for node in NODES}
-    assert all(image.endswith(":v0.33.1") for image in after.values()), (before, after)
+    assert after == {node: image_id(node, "vllm/vllm-openai-rocm:v0.33.1") for node in NODES}, (before, after)
+    assert all(after[node] != before[node] for node in NODES), (before, after)
 
 
 def test_a_broken_version_stops_at_the_canary_and_the_fleet_keeps_serving(balancer_url, api_key):

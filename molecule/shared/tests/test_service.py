@@ -31,6 +31,8 @@ def test_container_runs_with_the_mandatory_settings(host):
     assert "/dev/kfd" in devices
     mounts = {mount["Destination"]: mount["Source"] for mount in inspect["Mounts"]}
     assert mounts["/root/.cache/huggingface"] == "/srv/huggingface"
+    hf_cache = next(mount for mount in inspect["Mounts"] if mount["Destination"] == "/root/.cache/huggingface")
+    assert hf_cache["RW"] is False
     assert {"/root/.triton", "/root/.cache/vllm", "/root/.aiter"} <= set(mounts)
 
 
