@@ -5,7 +5,8 @@ PYTHON ?= python3
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 # The molecule scenarios make test runs: one node end to end with idempotence, bad inputs, faults and secrets
-# (it also writes docs/reliability.md), then the fleet's rolling updates. `default` (the node end to end and its
+# (its table goes to reports/reliability/reliability.md; `make test-faults` rewrites docs/reliability.md), then
+# the fleet's rolling updates. `default` (the node end to end and its
 # checks, without the reliability suite) is the quick one for development: `molecule test`.
 SCENARIOS ?= reliability fleet
 PLAYBOOKS := site.yml $(wildcard playbooks/*.yml)
@@ -39,14 +40,16 @@ lint: venv ## secret scan, yamllint, ansible-lint (production profile), syntax c
 unit: venv ## pytest: plugins, stand-ins, rendered templates
 	pytest
 
-molecule: host venv ## Every molecule scenario, full sequence
+molecule: host venv ## Every molecule scenario, full sequence (the reliability table goes to reports/)
 	for scenario in $(SCENARIOS); do \
 	  molecule test -s $$scenario || exit 1; \
-	  if [ $$scenario = reliability ]; then python3 scripts/reliability_report.py || exit 1; fi; \
+	  if [ $$scenario = reliability ]; then \
+	    python3 scripts/reliability_report.py --output reports/reliability/reliability.md || exit 1; fi; \
 	done
 
-test-faults: ## Bad inputs, faults and secrets on a simulated node; writes docs/reliability.md
+test-faults: ## Bad inputs, faults and secrets on a simulated node; rewrites docs/reliability.md
 	$(MAKE) molecule SCENARIOS=reliability
+	python3 scripts/reliability_report.py
 
 host: ## Install the Debian packages the lab needs and start the Docker engine
 	scripts/setup-dev-host.sh
