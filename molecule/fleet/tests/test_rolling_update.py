@@ -64,12 +64,13 @@ def digest_of(tag: str) -> str:
     return json.loads(inspect)[0]["RepoDigests"][0].split("@")[1]
 
 
-def rolling_update(extra_vars: dict, log_name: str) -> subprocess.CompletedProcess:
+def rolling_update(extra_vars: dict, log_name: str, playbook: str = "playbooks/rolling_update.yml"
+                   ) -> subprocess.CompletedProcess:
     vars_file = EPHEMERAL / f"extra-vars-{uuid.uuid4().hex}.yml"
     vars_file.touch(mode=0o600)
     vars_file.write_text(yaml.safe_dump(extra_vars))
     completed = subprocess.run(
-        ["ansible-playbook", str(REPO / "playbooks/rolling_update.yml"), "-i", str(EPHEMERAL / "inventory"),
+        ["ansible-playbook", str(REPO / playbook), "-i", str(EPHEMERAL / "inventory"),
          "-e", f"@{vars_file}"], cwd=REPO, capture_output=True, text=True, timeout=1800,
         env={**os.environ, "ANSIBLE_NOCOLOR": "1"})
     LOG_DIR.mkdir(parents=True, exist_ok=True)
@@ -195,3 +196,59 @@ def test_a_broken_version_stops_at_the_canary_and_the_fleet_keeps_serving(balanc
     assert "--max-model-len" not in node_sh(NODES[0], "cat /etc/systemd/system/vllm.service")
     assert invocation(NODES[1]) == second_node_start, "the rollout touched the second node"
     assert servers_up() == sorted(NODES)
+
+
+class RotationWatch:
+    """Samples which servers HAProxy reports UP, every half second, until stopped."""
+
+    def __init__(self) -> None:
+        self.samples: list[list[str]] = []
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.stop_event.set()
+        self.thread.join(timeout=30)
+
+    def _loop(self) -> None:
+        while not self.stop_event.wait(0.5):
+            self.samples.append(servers_up())
+
+
+def test_site_yml_on_the_serving_fleet_rolls_a_flag_change_a_node_at_a_time(balancer_url, api_key):
+    """The operator's own command, run again with a changed flag: the serving nodes restart a batch at a time
+    (batches of one here), drained first, with no failed client request."""
+    pinned = {"vllm_image_tag": "v0.33.1", "vllm_image_digest": digest_of("v0.33.1")}
+    starts = {node: invocation(node) for node in NODES}
+    with ClientLoad(balancer_url, api_key) as load, RotationWatch() as rotation:
+        time.sleep(3)
+        run = rolling_update({**pinned, "vllm_service_extra_args": ["--max-num-seqs", "128"]}, "site-flag-change",
+                             playbook="site.yml")
+        time.sleep(3)
+    summary = load.summary()
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert summary["failures"] == [], summary["failures"][:10]
+    assert all(invocation(node) != starts[node] for node in NODES), "a node was not restarted"
+    assert rotation.samples and min(len(sample) for sample in rotation.samples) >= len(NODES) - 1, rotation.samples
+    assert any(len(sample) == len(NODES) - 1 for sample in rotation.samples), "no node was taken out to restart"
+    assert servers_up() == sorted(NODES)
+
+
+def test_site_yml_again_and_a_new_tag_for_the_same_image_restart_nothing():
+    """A second run changes nothing that runs, and a relabel (another tag, the same digest) is not a change."""
+    subprocess.run(["docker", "tag", f"{REGISTRY}:v0.33.1", f"{REGISTRY}:v0.33.1-relabelled"], check=True)
+    subprocess.run(["docker", "push", "--quiet", f"{REGISTRY}:v0.33.1-relabelled"], check=True, capture_output=True)
+    starts = {node: invocation(node) for node in NODES}
+    units = {node: node_sh(node, "cat /etc/systemd/system/vllm.service") for node in NODES}
+    with RotationWatch() as rotation:
+        run = rolling_update({"vllm_image_tag": "v0.33.1-relabelled", "vllm_image_digest": digest_of("v0.33.1"),
+                              "vllm_service_extra_args": ["--max-num-seqs", "128"]}, "site-relabel",
+                             playbook="site.yml")
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert {node: invocation(node) for node in NODES} == starts, "a relabel restarted the service"
+    assert {node: node_sh(node, "cat /etc/systemd/system/vllm.service") for node in NODES} == units
+    assert rotation.samples and all(sample == sorted(NODES) for sample in rotation.samples), "a node was drained"
