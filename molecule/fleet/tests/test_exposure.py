@@ -14,7 +14,7 @@ import subprocess
 import pytest
 import requests
 
-from test_rolling_update import BALANCER, NODES, address, node_sh
+from fleet_lab import BALANCER, NODES, address, node_sh
 
 CHAT = {"model": "deepseek-ai/DeepSeek-V3.2", "max_tokens": 16,
         "messages": [{"role": "user", "content": "Hello, who are you?"}]}

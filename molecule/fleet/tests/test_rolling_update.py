@@ -18,22 +18,10 @@ import pytest
 import requests
 import yaml
 
-REPO = pathlib.Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", pathlib.Path(__file__).resolve().parents[3]))
-EPHEMERAL = pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
-NODES = ("fleet-gpu-node1", "fleet-gpu-node2")
-BALANCER = "fleet-lb1"
+from fleet_lab import BALANCER, EPHEMERAL, NODES, REPO, address, node_sh
+
 REGISTRY = "127.0.0.1:15000/vllm/vllm-openai-rocm"
 LOG_DIR = REPO / "reports" / "fleet"
-
-
-def address(container: str) -> str:
-    return subprocess.run(["docker", "inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
-                           container], check=True, capture_output=True, text=True).stdout.strip()
-
-
-def node_sh(node: str, script: str) -> str:
-    return subprocess.run(["docker", "exec", node, "bash", "-c", script], check=True, capture_output=True,
-                          text=True, timeout=60).stdout
 
 
 def running_image(node: str) -> str:
