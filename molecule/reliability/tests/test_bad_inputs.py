@@ -45,7 +45,7 @@ CASES = [
          ["vllm_service_extra_args sets --kv-cache-dtype fp8"]),
     Case("kv-offloading", "KV offloading through --kv-offloading-size",
          {"vllm_service_extra_args": ["--kv-offloading-size", "64"]},
-         ["vllm_service_extra_args sets --kv-offloading-size", "KV cache offloading fails"]),
+         ["vllm_service_extra_args sets --kv-offloading-size", "forbids KV cache offloading"]),
     Case("kv-offloading-connector", "an OffloadingConnector in --kv-transfer-config",
          {"vllm_service_extra_args": ["--kv-transfer-config", '{"kv_connector":"OffloadingConnector"}']},
          ["KV offloading connector"]),
