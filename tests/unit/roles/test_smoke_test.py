@@ -8,7 +8,7 @@ TASKS = pathlib.Path(__file__).resolve().parents[3] / "roles" / "smoke_test" / "
 
 
 def _checks(role_renderer, **overrides):
-    task = yaml.safe_load(TASKS.read_text())[0]
+    task = next(task for task in yaml.safe_load(TASKS.read_text()) if "vllm_smoke_test" in task)
     renderer = role_renderer("smoke_test", {}, var_files=(), overrides=overrides)
     return renderer.render(task["vllm_smoke_test"]["checks"])
 
