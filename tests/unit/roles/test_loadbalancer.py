@@ -341,6 +341,28 @@ def test_health_checks_take_out_a_server_whose_engine_is_dead(role_renderer, tmp
 
 
 @needs_haproxy
+def test_a_backend_whose_servers_are_all_drained_has_no_active_server(role_renderer, tmp_path, started):
+    """What the prometheus role's HaproxyNoHealthyBackend reads: HAProxy 2.6 counts drained servers out."""
+    first = started(Backend, "node01", tmp_path)
+    second = started(Backend, "node02", tmp_path)
+    proxy = started(HAProxy, role_renderer, tmp_path, [first, second], loadbalancer_check_interval="100ms",
+                    loadbalancer_check_rise=1)
+    proxy.wait_for_status("node01", "UP")
+    proxy.wait_for_status("node02", "UP")
+
+    def active_servers() -> str:
+        metrics = requests.get(f"http://127.0.0.1:{proxy.stats_port}/metrics", timeout=5).text
+        return next(line.split()[1] for line in metrics.splitlines()
+                    if line.startswith('haproxy_backend_active_servers{proxy="vllm"}'))
+
+    assert active_servers() == "2"
+    proxy.command("set server vllm/node01 state drain")
+    assert active_servers() == "1"
+    proxy.command("set server vllm/node02 state drain")
+    assert active_servers() == "0"
+
+
+@needs_haproxy
 @pytest.mark.parametrize("path", ["/invocations", "/tokenize", "/detokenize", "/generative_scoring",
                                   "/scale_elastic_ep", "/metrics", "/ping", "/v1", "/v2/x", "/inference/v1/generate"])
 def test_only_the_clients_paths_reach_vllm(role_renderer, tmp_path, started, path):

@@ -39,7 +39,7 @@ def _jobs(config_text: str) -> dict[str, list[tuple[str, str]]]:
 
 def test_every_exporter_is_scraped_under_the_inventory_name(role_renderer):
     config_text = _renderer(role_renderer).template("prometheus.yml.j2")
-    assert yaml.safe_load(config_text)["global"] == {"scrape_interval": "15s"}
+    assert yaml.safe_load(config_text)["global"] == {"scrape_interval": "15s", "evaluation_interval": "15s"}
     assert _jobs(config_text) == {
         "prometheus": [("10.20.0.6:9090", "mon01")],
         "vllm": [("10.30.0.11:8000", "node01"), ("10.30.0.12:9000", "node02")],
@@ -58,6 +58,48 @@ def test_load_balancers_without_stats_and_empty_groups_are_left_out(role_rendere
     assert "haproxy" not in _jobs(_renderer(role_renderer, hostvars=hostvars).template("prometheus.yml.j2"))
     jobs = _jobs(_renderer(role_renderer, groups={"gpu_nodes": ["node01"]}).template("prometheus.yml.j2"))
     assert set(jobs) == {"prometheus", "vllm", "node"}
+
+
+def test_alerts_go_to_the_alertmanagers_which_are_scraped_too(role_renderer):
+    groups = {**INVENTORY["groups"], "monitoring": ["mon01", "mon02"]}
+    """Alertmanager listens on loopback unless the inventory says otherwise, which only its own host reaches."""
+    groups = {**INVENTORY["groups"], "monitoring": ["mon01", "mon02"]}
+    hostvars = {**INVENTORY["hostvars"], "mon01": {"ansible_facts": {"default_ipv4": {"address": "10.20.0.6"}}},
+                "mon02": {"ansible_host": "10.20.0.7", "alertmanager_listen_address": "0.0.0.0",
+                          "alertmanager_port": 9095}}
+    renderer = _renderer(role_renderer, groups=groups, hostvars=hostvars)
+    config = yaml.safe_load(renderer.template("prometheus.yml.j2"))
+    assert config["rule_files"] == ["/etc/prometheus/alerts.yml"]
+    assert config["alerting"] == {"alertmanagers": [{"static_configs": [{"targets": ["127.0.0.1:9093",
+                                                                                     "10.20.0.7:9095"]}]}]}
+    assert _jobs(yaml.dump(config))["alertmanager"] == [("127.0.0.1:9093", "mon01"), ("10.20.0.7:9095", "mon02")]
+    assert _reachability_check(renderer) == (True, [])
+    passes, unreachable = _reachability_check(_renderer(role_renderer, groups=groups, hostvars=hostvars,
+                                                        inventory_hostname="mon02"))
+    assert not passes
+    assert [(target["host"], target["address_variable"]) for target in unreachable] == [
+        ("mon01", "alertmanager_listen_address")]
+
+
+def test_without_alertmanagers_the_rules_are_still_evaluated(role_renderer):
+    config = yaml.safe_load(_renderer(role_renderer).template("prometheus.yml.j2"))
+    assert "alerting" not in config
+    assert config["rule_files"] == ["/etc/prometheus/alerts.yml"]
+
+
+def test_tls_endpoints_are_probed_through_the_local_blackbox_exporter(role_renderer):
+    """The blackbox exporter's multi-target pattern: the endpoint is the `target` parameter and the instance."""
+    config = yaml.safe_load(_renderer(role_renderer, prometheus_tls_probe_targets=["lb01.example:443"],
+                                      hostvars={**INVENTORY["hostvars"], "mon01": {"blackbox_exporter_port": 9116}}
+                                      ).template("prometheus.yml.j2"))
+    tls = next(job for job in config["scrape_configs"] if job["job_name"] == "tls")
+    assert tls == {
+        "job_name": "tls", "metrics_path": "/probe", "params": {"module": ["tls_certificate"]},
+        "static_configs": [{"targets": ["lb01.example:443"]}],
+        "relabel_configs": [{"source_labels": ["__address__"], "target_label": "__param_target"},
+                            {"source_labels": ["__param_target"], "target_label": "instance"},
+                            {"target_label": "__address__", "replacement": "127.0.0.1:9116"}]}
+    assert "tls" not in _jobs(_renderer(role_renderer).template("prometheus.yml.j2"))
 
 
 def _reachability_check(renderer) -> tuple[bool, list[dict]]:
@@ -98,19 +140,25 @@ def test_arguments_set_the_listen_address_and_retention(role_renderer):
                                             "0.0.0.0", "prometheus_scrape_interval": "30s"}],
                          ids=["defaults", "amd-gpu"])
 def test_promtool_accepts_the_configuration(role_renderer, tmp_path, overrides):
+    """With the rules it loads: promtool checks them too."""
+    renderer = _renderer(role_renderer, _prometheus_rules_path=str(tmp_path / "alerts.yml"), **overrides)
+    (tmp_path / "alerts.yml").write_text(renderer.template("alerts.yml.j2"))
     path = tmp_path / "prometheus.yml"
-    path.write_text(_renderer(role_renderer, **overrides).template("prometheus.yml.j2"))
+    path.write_text(renderer.template("prometheus.yml.j2"))
     result = subprocess.run(["promtool", "check", "config", str(path)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS" in result.stdout + result.stderr
+    assert "SUCCESS: 1 rule files found" in result.stdout + result.stderr
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None,
                     reason="promtool is not installed (Debian package prometheus; scripts/setup-dev-host.sh)")
 def test_promtool_refuses_a_bad_value(role_renderer, tmp_path):
     """The role's `validate: promtool check config` stops a wrong setting before it replaces a working one."""
+    renderer = _renderer(role_renderer, prometheus_scrape_interval="often",
+                         _prometheus_rules_path=str(tmp_path / "alerts.yml"))
+    (tmp_path / "alerts.yml").write_text(renderer.template("alerts.yml.j2"))
     path = tmp_path / "prometheus.yml"
-    path.write_text(_renderer(role_renderer, prometheus_scrape_interval="often").template("prometheus.yml.j2"))
+    path.write_text(renderer.template("prometheus.yml.j2"))
     result = subprocess.run(["promtool", "check", "config", str(path)], capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert "often" in result.stdout + result.stderr
