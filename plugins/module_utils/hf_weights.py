@@ -25,8 +25,8 @@ with `blobs/`, `snapshots/<commit>/` links and `refs/<branch>`, written last), s
 find the snapshot. `SnapshotSync` can also leave the transfer to the client (`downloader="huggingface_hub"`:
 `snapshot_download`, then its `verify_repo_checksums`), for sites that prefer hf_xet.
 
-Only the standard library is imported at module level; huggingface_hub is imported where the hub is asked, so
-peers that copy from a path or a seed do not need it.
+Only the standard library is imported at module level; huggingface_hub is imported where the hub is asked, which
+copies from a path or a seed never do.
 """
 
 from __future__ import annotations

@@ -274,10 +274,12 @@ def test_dropped_bodies_from_the_cdn_or_the_xet_bridge_resume_with_a_range_reque
     for path in (shard(7), shard(8)):
         data = (pathlib.Path(result["snapshot_path"]) / path).read_bytes()
         assert content_hash(entries[path], data) == entries[path]["sha256"]
-    # The access log shows where the resumed bytes came from: the CDN for Git LFS, the bridge for Xet.
+    # The access log shows where the resumed bytes came from: the CDN for Git LFS, the bridge for Xet; the
+    # token of this gated repository went to the hub only.
     listener = "bridge" if hub.info["storage"] == "xet" else "cdn"
     assert f'{listener} "GET {hub.content_path[:-1]}' in hub.log_path.read_text()
     assert hub.stats()["statuses"]["206"] >= 1
+    assert sum(counters["with_token"] for counters in stats.values()) == 0
 
 
 KILLED_RUN = """
