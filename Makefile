@@ -11,7 +11,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 SCENARIOS ?= reliability fleet
 PLAYBOOKS := site.yml $(wildcard playbooks/*.yml)
 
-.PHONY: help sandbox sandbox-down deploy benchmark test test-faults lint unit molecule host venv clean
+.PHONY: help sandbox sandbox-down deploy benchmark test test-faults lint unit molecule host venv lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -31,8 +31,9 @@ benchmark: venv ## Concurrency sweep against INVENTORY's load balancer or first 
 
 test: lint unit molecule ## The whole test suite (what CI runs)
 
-lint: venv ## secret scan, yamllint, ansible-lint (production profile), syntax check
+lint: venv ## secret scan, the Python locks, yamllint, ansible-lint (production profile), syntax check
 	python3 scripts/check_secrets.py
+	scripts/locks.sh --check
 	yamllint --strict .
 	ansible-lint --profile production
 	for playbook in $(PLAYBOOKS); do ansible-playbook --syntax-check -i inventories/sandbox $$playbook || exit 1; done
@@ -54,13 +55,15 @@ test-faults: ## Bad inputs, faults and secrets on a simulated node; rewrites doc
 host: ## Install the Debian packages the lab needs and start the Docker engine
 	scripts/setup-dev-host.sh
 
-venv: $(VENV)/.installed ## The Python virtualenv from requirements.txt
+venv: $(VENV)/.installed ## The Python virtualenv from the lock, requirements.txt (every hash checked)
 $(VENV)/.installed: requirements.txt requirements.yml
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -r requirements.txt
+	$(VENV)/bin/pip install --quiet --require-hashes -r requirements.txt
 	$(VENV)/bin/ansible-galaxy collection install -r requirements.yml
 	touch $@
+
+lock: venv ## Rewrite the Python locks from their requirements.in files (ARGS=--upgrade moves every pin)
+	scripts/locks.sh $(ARGS)
 
 clean: sandbox-down ## Remove the sandbox and the virtualenv
 	rm -rf $(VENV) .cache

@@ -1,12 +1,13 @@
 """Benchmark: the model_weights downloader against a plain parallel HTTP copy of the same files.
 
-Starts the hub stand-in (tests/sim/hf_hub/server.py) with the given shard size and bandwidth limit, asks it for
-the manifest once (which also makes it hash its shards, so neither timed run pays for that), then downloads every
-file of the revision twice with the same number of workers:
+Starts the hub stand-in (tests/sim/hf_hub/server.py) with the given shard size, storage and bandwidth limit, asks
+it for the manifest once (which also makes it hash its shards, so neither timed run pays for that), then downloads
+every file of the revision twice with the same number of workers:
 
 - with the role's downloader (plugins/module_utils/hf_weights.py: metadata HEAD per file, Range-capable
   transfer, sha256 or git-blob verification, fsync, rename, links), into a fresh HF cache;
-- with a plain copy: stdlib urllib threads GET each file's resolve URL (following the CDN redirect) into a file.
+- with a plain copy: stdlib urllib threads GET each file's resolve URL (following the redirect to the CDN or the
+  Xet bridge) into a file.
 
 It prints both rates and their ratio. This is a benchmark, not a test: numbers depend on the machine, and
 without --throttle-bps the stand-in (pure Python) is part of what is measured.
@@ -85,12 +86,15 @@ def main() -> None:
                         help="approximate size of each of the 163 shards (default 1 MiB)")
     parser.add_argument("--throttle-bps", type=int, default=None,
                         help="bandwidth limit of the stand-in for all connections together, bytes/s (default none)")
+    parser.add_argument("--storage", choices=("xet", "lfs"), default="xet",
+                        help="how the stand-in stores the shards: xet (the hub's default, bytes from its Xet "
+                             "bridge) or lfs (a CDN)")
     parser.add_argument("--workers", type=int, default=8, help="files transferred at once by both (default 8)")
     parser.add_argument("--timeout", type=float, default=120, help="per-request timeout, seconds (default 120)")
     args = parser.parse_args()
 
     work = pathlib.Path(tempfile.mkdtemp(prefix="download-rate-"))
-    options = ["--shard-bytes", str(args.shard_bytes)]
+    options = ["--shard-bytes", str(args.shard_bytes), "--storage", args.storage]
     options += ["--throttle-bps", str(args.throttle_bps)] if args.throttle_bps else []
     hub = HubProcess(options, work / "hub.log")
     url = hub.url
@@ -99,7 +103,7 @@ def main() -> None:
         manifest = hf_weights.Hub(REPO_ID, endpoint=url, token=None, settings=settings).manifest(
             "main", threading.Event())
         print(f"stand-in: {len(manifest.files)} files, {manifest.bytes_total / 1e6:.1f} MB "
-              f"(shards of about {args.shard_bytes / 2**20:.1f} MiB), throttle "
+              f"(shards of about {args.shard_bytes / 2**20:.1f} MiB, {args.storage} storage), throttle "
               f"{args.throttle_bps or 'none'} B/s, {args.workers} workers")
         ours = run_downloader(url, manifest, work / "hf_home", args.workers)
         plain = run_plain_copy(url, manifest, work / "plain", args.workers, args.timeout)

@@ -1,25 +1,32 @@
 """Resumable, verified, parallel download of a Hugging Face model snapshot into the hub cache layout.
 
-The `huggingface_hub` client (2.4.0) does every hub interaction here: model info, file URLs, the metadata HEAD
-with its redirect to the CDN, authentication and user-agent headers, and error mapping. The transfer is ours,
-because 2.4.0 cannot resume across runs (a killed process leaves a randomly named temp file no later run reuses)
-and never checks sha256; the bytes of the location the client resolved are read with the standard library's
-http.client, which costs a fraction of the CPU per byte of the client's HTTP stack (see Hub.open):
+Every hub interaction goes through the public API of the `huggingface_hub` client (2.4.0): model info, file URLs,
+the metadata HEAD (`get_hf_file_metadata`) that stops at the hub's redirect, the token and user-agent headers, and
+its exceptions. What the client does not do is ours:
 
-- a partial file has a stable name, `blobs/<sha256 or git oid>.incomplete`, and is continued with a Range request
-  after its bytes already on disk are hashed;
-- every blob is verified (sha256 for LFS files, git blob sha1 for the others) before it is renamed into `blobs/`;
-  verified blobs are stamped (size, mtime, inode) so a re-run does not re-hash hundreds of gigabytes;
-- transient failures (5xx, 429, timeouts, resets, truncated bodies) are retried with exponential backoff and
-  jitter, bounded by attempts and time without progress;
-- the result is the client's own cache layout (`<hf_home>/hub/models--org--name/{blobs,snapshots,refs,trees}`),
-  so `HF_HUB_OFFLINE=1` clients (vLLM) find the snapshot; refs are written last, once everything is verified.
+- resume across runs: a partial file has a stable name, `blobs/<sha256 or git oid>.incomplete`, and is continued
+  with a Range request after the bytes already on disk are hashed (the client writes each attempt to a randomly
+  named temp file that it deletes on failure, and that a killed run leaves behind);
+- hashing while streaming: every blob is verified (sha256 for LFS files, git blob sha1 for the others: the rule
+  of the client's `HfApi.verify_repo_checksums`) before it is renamed into `blobs/`, without reading it again;
+- verified-file stamps (size, mtime, inode), so a re-run does not re-hash hundreds of gigabytes;
+- retries of every step with exponential backoff and jitter, bounded by attempts and time without progress;
+- peers and paths as sources of bytes (fleet mode), verified against the same manifest, without the hub;
+- a progress file.
 
-Besides the hub, bytes can come from a peer serving a snapshot directory over HTTP or from a snapshot directory
-on a path (fleet mode); they are verified against the same manifest, which peers receive as data.
+Xet-backed files (the hub's `X-Xet-Hash`) take the path the client itself takes without hf_xet: the bytes of the
+location the hub redirects to (the Xet bridge, as the CDN for Git LFS files), read with Range requests. hf_xet
+would rebuild a file from content-addressed chunks into a temp file that does not survive a failed run, and
+verify nothing against the sha256. The bytes are read with the standard library's http.client, which costs a
+fraction of the CPU per byte of the client's HTTP stack.
 
-Only the standard library is imported at module level; huggingface_hub is imported where it is used. Peers that
-copy from a path or a seed use it only to write the client's tree listing, and never reach the hub.
+The result is the client's cache layout as its cache guide documents it (`<hf_home>/hub/models--org--name/`
+with `blobs/`, `snapshots/<commit>/` links and `refs/<branch>`, written last), so `HF_HUB_OFFLINE=1` clients (vLLM)
+find the snapshot. `SnapshotSync` can also leave the transfer to the client (`downloader="huggingface_hub"`:
+`snapshot_download`, then its `verify_repo_checksums`), for sites that prefer hf_xet.
+
+Only the standard library is imported at module level; huggingface_hub is imported where the hub is asked, which
+copies from a path or a seed never do.
 """
 
 from __future__ import annotations
@@ -43,8 +50,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
-# The client release this code is tested with: it uses two of its internals (the tree-listing cache and the
-# hub-origin check for redirects).
+# The client release this code is tested with (public API only).
 TESTED_HUGGINGFACE_HUB = "2.4.0"
 MANIFEST_FORMAT = 1
 STAMP_FORMAT = 1
@@ -61,6 +67,7 @@ COMMIT_HASH = re.compile(r"^[0-9a-f]{40}$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 VERIFY_MODES = ("stamp", "full")
+DOWNLOADERS = ("resumable", "huggingface_hub")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -257,18 +264,10 @@ class Hub:
         from huggingface_hub import HfApi
 
         api = HfApi(endpoint=self.endpoint, token=self.token)
-        backoff = Backoff(self.settings, abort, f"model info of {self.repo_id}@{revision} from {self.endpoint_url}")
         self.revision = revision
-        while True:
-            try:
-                info = api.model_info(self.repo_id, revision=revision, files_metadata=True,
-                                      timeout=self.settings.timeout)
-                break
-            except Exception as error:  # noqa: BLE001 - classified: transient ones retried, the rest explained
-                classified = self.classify(error)
-                if not isinstance(classified, TransientError):
-                    raise classified from error
-                backoff.wait_or_give_up(classified)
+        info = self._retrying(f"model info of {self.repo_id}@{revision} from {self.endpoint_url}", abort,
+                              lambda: api.model_info(self.repo_id, revision=revision, files_metadata=True,
+                                                     timeout=self.settings.timeout))
         files = []
         for sibling in info.siblings or []:
             size = sibling.lfs.size if sibling.lfs else sibling.size
@@ -279,6 +278,18 @@ class Hub:
                                       sha256=sibling.lfs.sha256 if sibling.lfs else None))
         self.commit = info.sha
         return Manifest(repo_id=self.repo_id, revision=revision, commit=info.sha, files=tuple(files))
+
+    def _retrying(self, what: str, abort: threading.Event, call, path: str | None = None):
+        """`call()` until it succeeds: a client exception is classified, transient ones retried with backoff."""
+        backoff = Backoff(self.settings, abort, what)
+        while True:
+            try:
+                return call()
+            except Exception as error:  # noqa: BLE001 - classified: transient ones retried, the rest explained
+                classified = self.classify(error, path)
+                if not isinstance(classified, TransientError):
+                    raise classified from error
+                backoff.wait_or_give_up(classified)
 
     def classify(self, error: Exception, path: str | None = None) -> Exception:
         """Map a client exception to TransientError (retry) or WeightsError (explained to the operator)."""
@@ -321,48 +332,41 @@ class Hub:
             return TransientError(f"{type(error).__name__} talking to the hub: {error}")
         raise error
 
-    def check_access(self, item: ManifestFile) -> None:
-        """Ask for one file's metadata: a gated repository refuses files, not the model info, so a plan that only
-        read the model info would not see that the token cannot download."""
+    def _metadata(self, item: ManifestFile):
+        """The client's metadata HEAD of one file at the commit: (its URL, the client's HfFileMetadata)."""
         from huggingface_hub import get_hf_file_metadata, hf_hub_url
 
         url = hf_hub_url(self.repo_id, item.path, revision=self.commit, endpoint=self.endpoint)
-        backoff = Backoff(self.settings, threading.Event(), f"metadata of {item.path} from {self.endpoint_url}")
-        while True:
-            try:
-                get_hf_file_metadata(url, token=self.token, timeout=self.settings.timeout, endpoint=self.endpoint)
-                return
-            except Exception as error:  # noqa: BLE001 - classified: transient ones retried, the rest explained
-                classified = self.classify(error, item.path)
-                if not isinstance(classified, TransientError):
-                    raise classified from error
-                backoff.wait_or_give_up(classified)
+        return url, get_hf_file_metadata(url, token=self.token, timeout=self.settings.timeout, endpoint=self.endpoint)
+
+    def check_access(self, item: ManifestFile) -> None:
+        """Ask for one file's metadata: a gated repository refuses files, not the model info, so a plan that only
+        read the model info would not see that the token cannot download."""
+        self._retrying(f"metadata of {item.path} from {self.endpoint_url}", threading.Event(),
+                       lambda: self._metadata(item), item.path)
 
     @contextlib.contextmanager
     def open(self, item: ManifestFile, offset: int):
         """Stream `item` from `offset`; yields (first offset served, chunk iterator).
 
-        The client's metadata HEAD (a fresh one per attempt, so a fresh signed CDN URL) names the location and
-        the headers (user agent, token); the token goes only to the hub's own origin, as the client does it.
-        The bytes of that location are read with http.client: the client's HTTP stack parses bodies in Python
-        under the GIL and costs several times the CPU per byte, which caps a download at a few hundred MB/s.
+        The client's metadata HEAD (a fresh one per attempt, so a fresh signed URL) names the location: the hub
+        itself for git files, the CDN for Git LFS files, the Xet bridge for Xet-backed ones (the client would hand
+        those to hf_xet). The token goes to the hub's own origin only. The bytes of that location are read with
+        http.client: the client's HTTP stack parses bodies in Python under the GIL and costs several times the
+        CPU per byte, which caps a download at a few hundred MB/s.
         """
-        from huggingface_hub import get_hf_file_metadata, hf_hub_url
         from huggingface_hub.utils import build_hf_headers
-        from huggingface_hub.utils._http import _is_same_or_hub_host
 
-        url = hf_hub_url(self.repo_id, item.path, revision=self.commit, endpoint=self.endpoint)
         try:
-            metadata = get_hf_file_metadata(url, token=self.token, timeout=self.settings.timeout,
-                                            endpoint=self.endpoint)
-        except Exception as error:  # noqa: BLE001 - classified: transient ones retried, the rest explained
+            url, metadata = self._metadata(item)
+        except Exception as error:  # noqa: BLE001 - classified: the caller retries transient ones
             raise self.classify(error, item.path) from error
         if metadata.etag != item.etag or (metadata.size is not None and metadata.size != item.size):
             raise WeightsError(f"{item.path}: the hub describes it as {metadata.etag} ({metadata.size} bytes) at "
                                f"{metadata.commit_hash}, the manifest as {item.etag} ({item.size} bytes) at "
                                f"{self.commit}.")
         headers = build_hf_headers(token=self.token)
-        signed = not _is_same_or_hub_host(url, metadata.location)
+        signed = _origin(metadata.location) != _origin(url)
         if signed:
             headers.pop("authorization", None)
         with _http_range(self._opener, metadata.location, headers, offset, item, self.settings.timeout,
@@ -397,7 +401,8 @@ def _http_range(opener, url: str, headers: dict, offset: int, item: ManifestFile
                 signed: bool = False, hint: str = ""):
     """GET `url` from byte `offset`: yields (first offset served, chunks); failures become ours.
 
-    `signed`: the URL is a signed CDN URL, and a 403 means it expired - the next attempt asks for a new one.
+    `signed`: the URL is a signed CDN or Xet bridge URL, and a 403 means it expired - the next attempt asks for a
+    new one.
     `hint` ends the message of a failure that is not retried.
     """
     request = urllib.request.Request(url, headers={**headers, "Accept-Encoding": "identity",
@@ -412,7 +417,7 @@ def _http_range(opener, url: str, headers: dict, offset: int, item: ManifestFile
                 raise TransientError(f"HTTP {error.code} from {where}",
                                      retry_after=_retry_after(error.headers)) from None
             if error.code == 403 and signed:
-                raise TransientError(f"the CDN refused the signed URL of {item.path} (HTTP 403); asking the hub "
+                raise TransientError(f"{where} refused the signed URL of {item.path} (HTTP 403); asking the hub "
                                      "for a new one") from None
             if error.code == 416:
                 raise TransientError(f"range {offset}- of {item.path} not satisfiable", restart=True) from None
@@ -778,17 +783,21 @@ class _Plan:
 
 
 class SnapshotSync:
-    """Bring one revision of a repository into an HF cache, from the hub, a peer or a path."""
+    """Bring one revision of a repository into an HF cache, from the hub, a peer or a path; with
+    `downloader="huggingface_hub"`, from the hub through the client's own download and verification."""
 
     def __init__(self, hf_home: str, repo_id: str, revision: str, *, source, settings: TransferSettings,
                  verify: str = "stamp", progress_file: str | None = None, check_mode: bool = False,
-                 hub: Hub | None = None) -> None:
+                 hub: Hub | None = None, downloader: str = "resumable") -> None:
         if verify not in VERIFY_MODES:
             raise WeightsError(f"verify must be one of {VERIFY_MODES}, got {verify!r}")
+        if downloader not in DOWNLOADERS or (downloader == "huggingface_hub" and not isinstance(source, Hub)):
+            raise WeightsError(f"downloader must be one of {DOWNLOADERS}, and huggingface_hub downloads from the "
+                               f"hub only; got {downloader!r} with source {source.name}")
         self.hf_home = hf_home
         self.layout = CacheLayout(hf_home, repo_id)
         self.repo_id, self.revision, self.source, self.settings = repo_id, revision, source, settings
-        self.verify, self.check_mode, self.hub = verify, check_mode, hub
+        self.verify, self.check_mode, self.hub, self.downloader = verify, check_mode, hub, downloader
         self.progress = Progress(None if check_mode else progress_file, settings.progress_interval,
                                  {"repo_id": repo_id, "revision": revision, "source": source.name})
         self.abort = threading.Event()
@@ -814,7 +823,8 @@ class SnapshotSync:
             self.progress.start()
             try:
                 try:
-                    result = self._sync(self._resolve(manifest), started)
+                    sync = self._sync if self.downloader == "resumable" else self._sync_with_client
+                    result = sync(self._resolve(manifest), started)
                 finally:
                     self.stamps.save()
                 self.progress.set_phase("done")
@@ -886,13 +896,19 @@ class SnapshotSync:
             if stat is not None:  # the wrong size: certainly not the right bytes
                 self.refetched.update(blob.paths)
             plan.fetch(blob, _size_or_zero(self.layout.partial(etag)))
-        if os.path.isdir(self.layout.blobs):
-            cutoff = time.time() - CLIENT_TEMP_MIN_AGE_SECONDS
-            for name in sorted(os.listdir(self.layout.blobs)):
-                path = os.path.join(self.layout.blobs, name)
-                if CLIENT_TEMP_FILE.match(name) and os.stat(path).st_mtime < cutoff:
-                    plan.orphans.append(path)
+        plan.orphans = self._client_orphans()
         return plan
+
+    def _client_orphans(self) -> list[str]:
+        """Temp files that killed huggingface_hub runs left in blobs/ (no later run reuses or removes them)."""
+        cutoff = time.time() - CLIENT_TEMP_MIN_AGE_SECONDS
+        return [path for name, path in self._blob_files()
+                if CLIENT_TEMP_FILE.match(name) and os.stat(path).st_mtime < cutoff]
+
+    def _blob_files(self) -> list[tuple[str, str]]:
+        if not os.path.isdir(self.layout.blobs):
+            return []
+        return [(name, os.path.join(self.layout.blobs, name)) for name in sorted(os.listdir(self.layout.blobs))]
 
     def _link_changes(self, manifest: Manifest) -> list[tuple[str, str]]:
         """(pointer, relative target) of every snapshot link that is missing or points elsewhere."""
@@ -913,29 +929,13 @@ class SnapshotSync:
         except FileNotFoundError:
             return True
 
-    @staticmethod
-    def _tree_entries(manifest: Manifest) -> dict:
-        from huggingface_hub._tree_cache import TreeCacheEntry
-
-        return {item.path: TreeCacheEntry(size=item.size, blob_id=item.blob_id, lfs_sha256=item.sha256,
-                                          lfs_size=item.size if item.sha256 else None)
-                for item in manifest.files}
-
-    def _tree_changed(self, manifest: Manifest) -> bool:
-        """Whether the client's tree listing of the commit (`trees/<commit>.json`) is missing or different."""
-        from huggingface_hub._tree_cache import _read_tree_cache_from_disk, _tree_cache_path
-
-        on_disk = _read_tree_cache_from_disk(_tree_cache_path(self.layout.storage, manifest.commit))
-        return on_disk != self._tree_entries(manifest)
-
     def _plan_only(self, manifest: Manifest, started: float) -> dict:
         if isinstance(self.source, Hub) and manifest.files:
             self.source.check_access(min(manifest.files, key=lambda item: item.size))
         plan = self._survey(manifest)
         resumable = sum(plan.partial_bytes.values())
         to_fetch_bytes = sum(blob.item.size for blob in plan.to_fetch)
-        changed = bool(plan.to_fetch or plan.orphans or self._link_changes(manifest)
-                       or self._tree_changed(manifest) or self._ref_changed(manifest))
+        changed = bool(plan.to_fetch or plan.orphans or self._link_changes(manifest) or self._ref_changed(manifest))
         result = self._result(manifest, started, changed=changed,
                               files_downloaded=sum(len(blob.paths) for blob in plan.to_fetch),
                               bytes_downloaded=to_fetch_bytes - resumable, bytes_resumed=resumable,
@@ -966,15 +966,57 @@ class SnapshotSync:
         plan.to_fetch.sort(key=lambda blob: (-blob.item.size, blob.item.path))  # big first: a short tail
         self._in_parallel(self._fetch_blob, plan.to_fetch, plan)
 
-        link_changes = self._link_changes(manifest)
-        tree_changed, ref_changed = self._tree_changed(manifest), self._ref_changed(manifest)
-        self._publish(manifest, link_changes, tree_changed, ref_changed)
+        link_changes, ref_changed = self._link_changes(manifest), self._ref_changed(manifest)
+        self._publish(manifest, link_changes, ref_changed)
         written = self.progress.bytes_downloaded
         changed = bool(written or self.blobs_published or plan.orphans or self.refetched or link_changes
-                       or tree_changed or ref_changed)
+                       or ref_changed)
         return self._result(manifest, started, changed=changed, files_downloaded=self.files_downloaded,
                             bytes_downloaded=written, bytes_resumed=sum(plan.partial_bytes.values()),
                             bytes_needed=needed, orphans=plan.orphans)
+
+    def _sync_with_client(self, manifest: Manifest, started: float) -> dict:
+        """huggingface_hub's own download (through hf_xet for Xet-backed files, unless HF_HUB_DISABLE_XET is set),
+        then its own verification of every file. A failed or killed run loses the files in flight; a file that
+        fails verification is removed so that the next attempt (the task's retries) fetches it again."""
+        from huggingface_hub import HfApi, snapshot_download
+
+        orphans = self._client_orphans()
+        for orphan in orphans:
+            os.unlink(orphan)
+        held = {name for name, _ in self._blob_files()}
+        needed = bytes_needed(manifest, self.hf_home)
+        hub, cache = self.hub, self.layout.hub_cache
+        try:
+            self.progress.set_phase("downloading", "huggingface_hub snapshot_download")
+            snapshot_download(self.repo_id, revision=manifest.commit, cache_dir=cache, endpoint=hub.endpoint,
+                              token=hub.token, max_workers=self.settings.max_workers)
+            self.progress.set_phase("verifying", "huggingface_hub verify_repo_checksums")
+            report = HfApi(endpoint=hub.endpoint, token=hub.token).verify_repo_checksums(
+                self.repo_id, revision=manifest.commit, cache_dir=cache)
+        except Exception as error:  # noqa: BLE001 - reported with what failed; the task's retries try again
+            raise WeightsError(f"huggingface_hub could not download {self.repo_id}@{manifest.commit} into {cache}: "
+                               f"{type(error).__name__}: {error}") from error
+        failed = sorted({mismatch["path"] for mismatch in report.mismatches} | set(report.missing_paths))
+        for item in manifest.files:
+            if item.path in failed:
+                for path in (self.layout.pointer(manifest.commit, item.path), self.layout.blob(item.etag)):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(path)
+            else:  # verified by the client: a later resumable run need not hash it again
+                self.stamps.record(item, os.stat(self.layout.blob(item.etag)))
+        if failed:
+            raise WeightsError(f"huggingface_hub's verify_repo_checksums: {len(failed)} file(s) of "
+                               f"{self.repo_id}@{manifest.commit} do not match the hub's checksums or are missing "
+                               f"({', '.join(failed[:5])}{', ...' if len(failed) > 5 else ''}); they were removed "
+                               "and the next attempt downloads them again.")
+        ref_changed = self._ref_changed(manifest)
+        self._publish(manifest, [], ref_changed)
+        new = {item.etag: item for item in manifest.files if item.etag not in held}
+        return self._result(manifest, started, changed=bool(new or orphans or ref_changed),
+                            files_downloaded=sum(1 for item in manifest.files if item.etag in new),
+                            bytes_downloaded=sum(item.size for item in new.values()), bytes_resumed=0,
+                            bytes_needed=needed, orphans=orphans)
 
     def _in_parallel(self, work, blobs: list[_Blob], plan: _Plan) -> None:
         """Run `work(blob, plan)` on a pool; the first failure stops the others (their partial files stay)."""
@@ -997,13 +1039,8 @@ class SnapshotSync:
     def _verify_blob(self, blob: _Blob, plan: _Plan) -> None:
         """Hash a blob that has no valid stamp; a mismatch deletes it and queues it for fetching."""
         item, path = blob.item, self.layout.blob(blob.item.etag)
-        hasher = item.new_hasher()
-        stat = os.stat(path)
-        with open(path, "rb") as handle:
-            while chunk := handle.read(READ_CHUNK):
-                if self.abort.is_set():
-                    raise _Aborted()
-                hasher.update(chunk)
+        hasher, stat = item.new_hasher(), os.stat(path)
+        self._hash_file(path, hasher)
         if hasher.hexdigest() == item.etag:
             self.stamps.record(item, stat)
             self.progress.in_place(item.size, len(blob.paths))
@@ -1064,7 +1101,8 @@ class SnapshotSync:
             on_disk = 0
         if state.get("offset") != on_disk:  # first attempt, or the file changed: hash what is there
             state["offset"], state["hasher"] = 0, item.new_hasher()
-            self._hash_into(partial, state)
+            with contextlib.suppress(FileNotFoundError):  # so that the stream continues the digest
+                state["offset"] = self._hash_file(partial, state["hasher"])
         if state["offset"] < item.size:
             with self.source.open(item, state["offset"]) as (start, chunks):
                 self._append(item, partial, state, tally, start, chunks, backoff)
@@ -1075,14 +1113,16 @@ class SnapshotSync:
             raise _VerificationFailed(f"got {digest}, expected {item.etag}")
         self._publish_blob(item, partial)
 
-    def _hash_into(self, partial: str, state: dict) -> None:
-        """Hash the bytes already in the partial file so the stream continues the digest."""
-        with contextlib.suppress(FileNotFoundError), open(partial, "rb") as handle:
+    def _hash_file(self, path: str, hasher) -> int:
+        """Feed a file's bytes to `hasher`, stopping if another worker failed; the bytes read."""
+        count = 0
+        with open(path, "rb") as handle:
             while chunk := handle.read(READ_CHUNK):
                 if self.abort.is_set():
                     raise _Aborted()
-                state["hasher"].update(chunk)
-                state["offset"] += len(chunk)
+                hasher.update(chunk)
+                count += len(chunk)
+        return count
 
     def _append(self, item: ManifestFile, partial: str, state: dict, tally: dict, start: int, chunks,
                 backoff: Backoff) -> None:
@@ -1139,12 +1179,8 @@ class SnapshotSync:
         os.replace(partial, blob)
         self.stamps.record(item, os.stat(blob))
 
-    def _publish(self, manifest: Manifest, link_changes, tree_changed: bool, ref_changed: bool) -> None:
-        """The tree listing first (the client then sees an incomplete snapshot as such), links, the ref last."""
-        from huggingface_hub._tree_cache import write_tree_cache
-
-        if tree_changed:
-            write_tree_cache(self.layout.storage, manifest.commit, self._tree_entries(manifest))
+    def _publish(self, manifest: Manifest, link_changes, ref_changed: bool) -> None:
+        """Links, then the ref: a reader that follows the branch finds a complete snapshot."""
         for pointer, target in link_changes:
             os.makedirs(os.path.dirname(pointer), exist_ok=True)
             with contextlib.suppress(FileNotFoundError):

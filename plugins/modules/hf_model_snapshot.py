@@ -11,17 +11,23 @@ module: hf_model_snapshot
 short_description: Download a Hugging Face model revision into an HF cache, resumable and verified
 description:
   - Puts every file of one revision of a model repository into the Hugging Face cache under O(hf_home)
-    (C(<hf_home>/hub/models--org--name/{blobs,snapshots,refs,trees})), the layout C(huggingface_hub) and vLLM read
+    (C(<hf_home>/hub/models--org--name/{blobs,snapshots,refs})), the layout C(huggingface_hub) and vLLM read
     with C(HF_HUB_OFFLINE=1).
   - Resolves O(revision) (a branch, a tag or a commit hash) to its commit and lists every file with its size and
     hash in one model-info call of the pinned C(huggingface_hub) client. The result's RV(manifest) can be given to
     other hosts, which then need no hub access.
-  - Every hub request goes through the client (model info, file URLs, the metadata C(HEAD) and its redirect to
-    the CDN, the token and user agent, error mapping). The transfer is the module's own, because
-    C(huggingface_hub) 2.4.0 cannot resume across runs and never checks sha256. It reads the location the client
-    resolved with Python's C(http.client), which needs a fraction of the CPU of the client's HTTP stack per byte;
-    the token is only sent to the hub's own origin, never to the CDN. Proxy settings of the environment
-    (C(HTTPS_PROXY), C(NO_PROXY)) apply, and TLS uses the system's CA certificates (or C(SSL_CERT_FILE)).
+  - Every hub request goes through the public API of the client (model info, file URLs, the metadata C(HEAD)
+    that stops at the hub's redirect, the token and user agent, its exceptions). The transfer is the module's own
+    (O(downloader=resumable)), because C(huggingface_hub) 2.4.0 cannot resume across runs and verifies nothing
+    while it downloads. It reads the location the client resolved with Python's C(http.client), which needs a
+    fraction of the CPU of the client's HTTP stack per byte; the token is only sent to the hub's own origin, never
+    to the CDN or the Xet bridge. Proxy settings of the environment (C(HTTPS_PROXY), C(NO_PROXY)) apply, and TLS
+    uses the system's CA certificates (or C(SSL_CERT_FILE)).
+  - Xet-backed files (the hub's answer names them with C(X-Xet-Hash); the hub's default storage for new uploads)
+    are fetched over HTTP from the location the hub redirects to, the Xet bridge, with Range requests - the path
+    C(huggingface_hub) itself takes without C(hf_xet) or with C(HF_HUB_DISABLE_XET=1). C(hf_xet) is not used, because
+    it rebuilds a file from content-addressed chunks into a temp file that a failed run loses, and checks no
+    sha256.
   - A partial file keeps a stable name (C(blobs/<hash>.incomplete)) and is continued with an HTTP Range request;
     files finished earlier are not fetched again. Files are fetched in parallel (O(max_workers)).
   - Transient failures (HTTP 5xx and 429, timeouts, connection resets, truncated bodies) are retried with
@@ -35,13 +41,18 @@ description:
   - With O(source=http) or O(source=path) the bytes come from a peer's snapshot directory served over HTTP (for
     example C(python3 -m http.server) on a seed node) or from a snapshot directory on a path (for example NFS),
     verified against the same manifest.
-  - The snapshot's links are written once every file is verified, the client's tree listing before them and
-    C(refs/<branch>) last, so a reader never sees a new commit that is incomplete.
+  - The snapshot's links are written once every file is verified, and C(refs/<branch>) last, so a reader never
+    sees a new commit that is incomplete. The client's own tree listing (C(trees/<commit>.json), a cache private
+    to it) is not written.
   - When the disk fills up (C(ENOSPC)) the task stops with the cache directory, the bytes still needed and the
     bytes free; partial files stay for the next run. The same check runs before the download starts.
   - With O(progress_file), a JSON document with the phase, bytes done and total, rate, ETA and current files is
     rewritten atomically every O(progress_interval) seconds (see the C(wait_for_job) action).
   - One download per cache at a time - a second run waits for the first (up to O(lock_timeout)).
+  - With O(downloader=huggingface_hub) the client downloads itself (C(snapshot_download), through C(hf_xet) for
+    Xet-backed files unless C(HF_HUB_DISABLE_XET=1) is in the environment), then checks every file with its own
+    C(HfApi.verify_repo_checksums); files that fail are removed and the task fails, to be retried by Ansible
+    (C(retries)/C(until)). Nothing is resumed - a killed or failed attempt loses the files in flight.
 author: DeepSeek V3.2 on AMD Instinct project
 requirements:
   - huggingface_hub (tested with 2.4.0) on the host that runs the module
@@ -66,6 +77,14 @@ options:
   token:
     description: Hugging Face token, for gated or private repositories. Never sent to the CDN.
     type: str
+  downloader:
+    description:
+      - V(resumable) - the module's own transfer (resume across runs, hashing while streaming, stamps, progress).
+      - V(huggingface_hub) - the client's C(snapshot_download) then C(verify_repo_checksums); O(source=hub) only.
+        O(progress_file) then shows the phase, not bytes; O(verify) does not apply (every file is checked).
+    type: str
+    choices: [resumable, huggingface_hub]
+    default: resumable
   source:
     description:
       - Where the bytes come from. V(hub) - the hub (or O(endpoint)). V(http) - a peer serving a snapshot
@@ -140,11 +159,11 @@ attributes:
   platform:
     platforms: posix
 notes:
-  - C(changed) is true when bytes were written, a blob was replaced or removed, or links, the tree listing or the
-    ref changed.
+  - C(changed) is true when bytes were written, a blob was replaced or removed, or links or the ref changed.
   - Meant to run as an async task (C(async) with C(poll) set to 0) followed by the C(wait_for_job) action, which
-    prints the progress on the controller.
-  - Xet transfers are not used; Xet-backed files are fetched over HTTP from the location the hub redirects to.
+    prints the progress on the controller; with O(downloader=huggingface_hub), as an async task polled by Ansible
+    with C(retries) and C(until).
+  - Tested with C(huggingface_hub) 2.4.0 and its public API only.
 seealso:
   - name: Hugging Face cache layout
     description: How huggingface_hub lays out its cache.
@@ -303,6 +322,7 @@ ARGUMENT_SPEC = {
     "hf_home": {"type": "path", "required": True},
     "endpoint": {"type": "str"},
     "token": {"type": "str", "no_log": True},
+    "downloader": {"type": "str", "choices": ["resumable", "huggingface_hub"], "default": "resumable"},
     "source": {"type": "str", "choices": ["hub", "http", "path"], "default": "hub"},
     "source_url": {"type": "str"},
     "source_path": {"type": "path"},
@@ -336,7 +356,7 @@ def main() -> None:
                          exception=str(error))
     if huggingface_hub.__version__ != TESTED_HUGGINGFACE_HUB:
         module.warn(f"huggingface_hub {huggingface_hub.__version__} is installed; this module is tested with "
-                    f"{TESTED_HUGGINGFACE_HUB} and uses some of its internals.")
+                    f"{TESTED_HUGGINGFACE_HUB}.")
     if params["max_workers"] < 1:
         module.fail_json(msg="max_workers must be at least 1")
 
@@ -360,7 +380,8 @@ def main() -> None:
             manifest = load_manifest_file(params["manifest_file"])
         sync = SnapshotSync(params["hf_home"], params["repo_id"], params["revision"],
                             source=sources[params["source"]](), settings=settings, verify=params["verify"],
-                            progress_file=params["progress_file"], check_mode=module.check_mode, hub=hub)
+                            progress_file=params["progress_file"], check_mode=module.check_mode, hub=hub,
+                            downloader=params["downloader"])
         result = sync.run(manifest)
     except WeightsError as error:
         module.fail_json(msg=str(error))

@@ -21,7 +21,7 @@ REPO_ID = "deepseek-ai/DeepSeek-V3.2"
 def _entry(item) -> dict:
     entry = {"path": item.path, "type": "file" if hasattr(item, "blob_id") else "directory"}
     if entry["type"] == "file":
-        entry.update(size=item.size, blob_id=item.blob_id,
+        entry.update(size=item.size, blob_id=item.blob_id, xet_hash=item.xet_hash,
                      lfs={"sha256": item.lfs.sha256, "size": item.lfs.size} if item.lfs else None)
     return entry
 
@@ -47,8 +47,10 @@ def _run(op: str, repo_id: str, kwargs: dict):
         return [_entry(item) for item in api.get_paths_info(repo_id, **kwargs)]
     if op == "file_metadata":
         metadata = get_hf_file_metadata(hf_hub_url(repo_id, **kwargs))
+        xet = metadata.xet_file_data
         return {"commit_hash": metadata.commit_hash, "etag": metadata.etag, "size": metadata.size,
-                "location": metadata.location}
+                "location": metadata.location,
+                "xet": {"file_hash": xet.file_hash, "refresh_route": xet.refresh_route} if xet else None}
     raise ValueError(f"unknown op {op!r}")
 
 

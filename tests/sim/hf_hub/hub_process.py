@@ -20,6 +20,11 @@ class HubProcess(StandinProcess):
         response.raise_for_status()
         return response.json()
 
+    @property
+    def content_path(self) -> str:
+        """Glob of the URL paths that serve LFS files' bytes: the CDN's, or the Xet bridge's."""
+        return "/xet-bridge-us/*" if self.info["storage"] == "xet" else "/repos/*"
+
     def faults(self, *faults: dict, throttle_bps: int | None = None) -> None:
         self.control("POST", "faults", {"faults": list(faults), "throttle_bps": throttle_bps})
 

@@ -7,21 +7,31 @@ calls the client makes, with the hub's status codes, headers and error codes:
   GET  /api/models/{repo}/tree/{rev}[/{path}]?recursive=&expand=   paginated with `Link: <...>; rel="next"`
   POST /api/models/{repo}/paths-info/{rev}                  form or JSON body with `paths`
   GET  /api/models/{repo}/refs                              branches
+  GET  /api/models/{repo}/xet-read-token/{rev}              Xet access token (X-Xet-* headers and JSON)
   HEAD|GET /{repo}/resolve/{rev}/{path}                     git files: 200 from the hub (ETag = git oid);
                                                             LFS files: 302 to a CDN listener on a second port,
-                                                            with X-Linked-Etag (sha256) and X-Linked-Size
+                                                            with X-Linked-Etag (sha256) and X-Linked-Size;
+                                                            with --storage xet, 302 to the Xet bridge listener
+                                                            instead, plus X-Xet-Hash and Link rel="xet-auth"
   HEAD|GET {cdn}/repos/../{sha256}?Expires=&Signature=      LFS bytes, Range -> 206, signed URLs like the CDN
+  HEAD|GET {bridge}/xet-bridge-us/{repo}/{xet hash}?X-Amz-*  Xet-backed bytes over plain HTTP, Range -> 206
+  GET  {bridge}/v1/reconstructions/{xet hash}               Xet CAS: answers 501 (the protocol is not reproduced)
 
-The CDN runs on its own port so that, like with the real hub, the client stops at the 302, takes the file's
-metadata from it and drops the Authorization header when fetching the bytes. No Xet headers or fields are
-sent, so the client uses plain HTTP.
+The CDN and the bridge run on their own ports so that, like with the real hub, the client stops at the 302,
+takes the file's metadata from it and drops the Authorization header when fetching the bytes. With the default
+`--storage lfs` no Xet header or field is sent and the client uses plain HTTP; with `--storage xet` every shard
+is Xet-backed as on today's hub, and the client takes the Xet path unless HF_HUB_DISABLE_XET=1 (its HTTP
+fallback, which follows the redirect to the bridge).
 
 Content is generated from a seed at start-up: 163 safetensors shards (Git LFS; bytes computed on demand by
 offset, sha256 on first use), their index, config, tokenizer, code, card and licence (git files). With
 `--size-profile real` the metadata carries the real sizes (~689 GB) and shard downloads answer 501.
 
+The hub's rate limits (429 with Retry-After and the RateLimit headers) apply per bucket (api, resolvers) once
+set with --rate-limit or through /_sim/faults.
+
 Test control (not on the real hub), on the hub port: GET /_sim/info, GET|POST|DELETE /_sim/faults (status,
-hang, stall, drop, corrupt faults and a global throttle), GET|DELETE /_sim/stats, POST /_sim/refs.
+hang, stall, drop, corrupt faults, a global throttle and rate limits), GET|DELETE /_sim/stats, POST /_sim/refs.
 
 Run: `python3 server.py --port 0 ...` prints `READY http://HOST:PORT` once listening. See README.md.
 Only the Python standard library is used: the stand-in runs in minimal containers.
@@ -31,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import calendar
 import fnmatch
 import functools
 import hashlib
@@ -66,6 +77,8 @@ STANDIN_EXPERTS_PER_LAYER = 8
 # Real-size profile: shards of 4.19-4.27 GB, about 689 GB (642 GiB) in all, like the real repository.
 REAL_SHARD_SIZE_RANGE = (4_190_000_000, 4_270_000_000)
 DATA_BLOCK_BYTES = 256 * 1024
+# How the hub stores LFS files: Git LFS behind a CDN, or Xet (the hub's default for new uploads).
+STORAGES = ("lfs", "xet")
 COMMIT_DATES = ("2025-12-01T09:32:41.000Z", "2025-12-08T11:05:19.000Z")
 CREATED_AT = "2025-12-01T03:27:45.000Z"
 
@@ -155,6 +168,12 @@ class HubFile:
         return self._git_oid
 
     @property
+    def xet_hash(self) -> str:
+        """The file's Xet hash (64 hex). Xet's is a Merkle hash over content-defined chunks, which the stand-in does
+        not cut: a hash derived from the sha256 stands in for it."""
+        return hashlib.sha256(f"xet-standin:{self.lfs_sha256}".encode()).hexdigest()
+
+    @property
     def pointer_size(self) -> int | None:
         return len(lfs_pointer(self.lfs_sha256, self.size)) if self.is_lfs else None
 
@@ -180,6 +199,7 @@ class Repo:
     repo_id: str
     seed: str
     size_profile: str
+    storage: str
     commits: dict[str, Commit]
     branches: dict[str, str]
     pinned_commit: str
@@ -650,17 +670,20 @@ def build_repo(
     seed: str = DEFAULT_SEED,
     shard_bytes: int = DEFAULT_SHARD_BYTES,
     size_profile: str = "small",
+    storage: str = "lfs",
     extra_commit: bool = False,
     branches: tuple[str, ...] = ("main",),
 ) -> Repo:
     """Generate the repository.
 
     `size_profile="small"` serves shards of about `shard_bytes`; `"real"` reports the real shard sizes and
-    serves no shard content. `branches` all point at the pinned commit; with `extra_commit` a later commit
+    serves no shard content. `storage="xet"` makes every LFS file Xet-backed. `branches` all point at the pinned commit; with `extra_commit` a later commit
     (README.md edited) exists and `main` points at it, as when the branch moved after a revision was pinned.
     """
     if size_profile not in ("small", "real"):
         raise ValueError(f"unknown size profile {size_profile!r}")
+    if storage not in STORAGES:
+        raise ValueError(f"unknown storage {storage!r}")
     if size_profile == "small" and shard_bytes < MIN_SHARD_BYTES:
         raise ValueError(f"shard size must be at least {MIN_SHARD_BYTES} bytes")
     bodies, weight_map = _build_shards(seed, shard_bytes, size_profile)
@@ -692,6 +715,7 @@ def build_repo(
         repo_id=REPO_ID,
         seed=seed,
         size_profile=size_profile,
+        storage=storage,
         commits=commits,
         branches=branch_map,
         pinned_commit=first.sha,
@@ -817,10 +841,56 @@ class Throttle:
             return self._next_free - now
 
 
+RATE_LIMIT_BUCKETS = ("api", "resolvers")
+DEFAULT_RATE_LIMIT_WINDOW = 300  # the hub counts requests over 5-minute windows
+
+
+class RateLimits:
+    """The hub's rate limits: requests per bucket over fixed windows, announced on every answer of a limited
+    bucket with the IETF draft headers the hub sends (`RateLimit: "api";r=<left>;t=<seconds to the reset>` and
+    `RateLimit-Policy: "fixed window";"api";q=<limit>;w=<window>`)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.set({}, DEFAULT_RATE_LIMIT_WINDOW)
+
+    def set(self, limits: dict[str, int], window: float) -> None:
+        unknown = set(limits) - set(RATE_LIMIT_BUCKETS)
+        if unknown or window <= 0 or any(not isinstance(n, int) or n < 0 for n in limits.values()):
+            raise ValueError(f"rate limits are requests per bucket among {RATE_LIMIT_BUCKETS} and a window > 0 s")
+        with self._lock:
+            self.limits, self.window = dict(limits), float(window)
+            self._started, self._used = time.monotonic(), dict.fromkeys(limits, 0)
+
+    def describe(self) -> dict:
+        with self._lock:
+            return {"rate_limits": dict(self.limits), "rate_limit_window": self.window}
+
+    def take(self, bucket: str) -> tuple[bool, dict]:
+        """Count a request of `bucket`: (allowed, headers to send with the answer)."""
+        with self._lock:
+            limit = self.limits.get(bucket)
+            if limit is None:
+                return True, {}
+            elapsed = time.monotonic() - self._started
+            if elapsed >= self.window:  # a new window: the counts start again
+                self._started += elapsed // self.window * self.window
+                self._used = dict.fromkeys(self.limits, 0)
+            allowed = self._used[bucket] < limit
+            self._used[bucket] += allowed
+            reset = max(1, round(self._started + self.window - time.monotonic()))
+            headers = {"RateLimit": f'"{bucket}";r={limit - self._used[bucket]};t={reset}',
+                       "RateLimit-Policy": f'"fixed window";"{bucket}";q={limit};w={round(self.window)}'}
+            if not allowed:
+                headers["Retry-After"] = reset
+            return allowed, headers
+
+
 class Stats:
     """Request counters, per repository file and per API call, for tests to assert on."""
 
-    FILE_KEYS = ("head", "get", "range_get", "redirect", "bytes_sent", "bodies_completed", "bodies_cut")
+    FILE_KEYS = ("head", "get", "range_get", "redirect", "bytes_sent", "bodies_completed", "bodies_cut",
+                 "with_token")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -877,10 +947,17 @@ _SERVER_ERROR_PAGES = {
     503: "<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>",
     504: "<html><body><h1>504 Gateway Time-out</h1></body></html>",
 }
-_API_SUBPATHS = {"revision", "tree", "paths-info", "refs"}
+_API_SUBPATHS = {"revision", "tree", "paths-info", "refs", "xet-read-token"}
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 _CDN_PATH = re.compile(r"/repos/[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{64}/(?P<sha256>[0-9a-f]{64})")
+# The hub's Xet bridge (cas-bridge.xethub.hf.co) serves a Xet-backed file at /xet-bridge-us/<repo _id>/<Xet hash>
+# with an S3-style presigned query.
+_BRIDGE_PATH = re.compile(r"/xet-bridge-us/[0-9a-f]{24}/(?P<xet_hash>[0-9a-f]{64})")
+_CAS_RECONSTRUCTION_PATH = re.compile(r"/v[12]/reconstructions/(?P<xet_hash>[0-9a-f]{64})")
 _SIGNED_URL_LIFETIME = 3600
+_XET_TOKEN_LIFETIME = 3600
+_ACCESS_DENIED = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code>'
+                  b"<Message>Access denied</Message></Error>")
 _UNSATISFIABLE = (-1, -1)
 
 
@@ -920,24 +997,27 @@ class HubState:
     stats: Stats = field(default_factory=Stats)
     log: object = sys.stderr
     cdn_port: int = 0
+    bridge_port: int = 0
+    rate_limits: RateLimits = field(default_factory=RateLimits)
     stopping: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)  # guards branch moves and log lines
     secret: bytes = field(default_factory=lambda: uuid.uuid4().bytes)
 
     def __post_init__(self) -> None:
         self.blobs: dict[str, HubFile] = {}  # sha256 -> file, filled as the hub hands out CDN redirects
+        self.xet_blobs: dict[str, HubFile] = {}  # Xet hash -> file, filled as the hub hands out bridge redirects
 
     def write_log(self, line: str) -> None:
         with self.lock:
             self.log.write(line + "\n")
             self.log.flush()
 
-    def sign(self, path: str, expires: int) -> str:
+    def sign(self, path: str, expires: int | str) -> str:
         return hmac.new(self.secret, f"{path}|{expires}".encode(), hashlib.sha256).hexdigest()
 
 
 class _Handler(BaseHTTPRequestHandler):
-    """Requests on either listener; `server.role` says which ("hub" or "cdn")."""
+    """Requests on any listener; `server.role` says which ("hub", "cdn" or "bridge")."""
 
     protocol_version = "HTTP/1.1"
     server_version = "hf-hub-standin"
@@ -967,6 +1047,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self, method: str) -> None:
         url = urlsplit(self.path)
         self._status, self._body_bytes = 0, 0
+        self._rate_limit_headers: dict = {}
         url_path = url.path
         try:
             length = int(self.headers.get("Content-Length") or 0)
@@ -979,6 +1060,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             if self.server.role == "cdn":  # type: ignore[attr-defined]
                 self._cdn(method, url_path, parse_qs(url.query))
+            elif self.server.role == "bridge":  # type: ignore[attr-defined]
+                self._bridge(method, url_path, parse_qs(url.query))
             else:
                 self._hub(method, url_path, parse_qs(url.query), body)
         except HubError as error:
@@ -996,6 +1079,10 @@ class _Handler(BaseHTTPRequestHandler):
         if self.server.role == "cdn":  # type: ignore[attr-defined]
             match = _CDN_PATH.fullmatch(url_path)
             blob = self.hub.blobs.get(match["sha256"]) if match else None
+            return blob.path if blob else None
+        if self.server.role == "bridge":  # type: ignore[attr-defined]
+            match = _BRIDGE_PATH.fullmatch(url_path)
+            blob = self.hub.xet_blobs.get(match["xet_hash"]) if match else None
             return blob.path if blob else None
         segments = url_path.strip("/").split("/")
         if len(segments) > 4 and segments[2] == "resolve":
@@ -1025,7 +1112,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._status = status
         self.send_response(status)
         self.send_header("X-Request-Id", f"Root={uuid.uuid4()}")
-        for name, value in headers.items():
+        for name, value in {**self._rate_limit_headers, **headers}.items():
             self.send_header(name, str(value))
         self.end_headers()
 
@@ -1067,7 +1154,9 @@ class _Handler(BaseHTTPRequestHandler):
                 "pinned_commit": hub.repo.pinned_commit,
                 "branches": dict(hub.repo.branches),
                 "commits": [{"sha": c.sha, "title": c.title, "date": c.date} for c in hub.repo.commits.values()],
+                "storage": hub.repo.storage,
                 "cdn_url": self._base_url(hub.cdn_port),
+                "bridge_url": self._base_url(hub.bridge_port),
                 "gated": hub.gated,
                 "tree_page_size": hub.tree_page_size,
             })
@@ -1076,6 +1165,10 @@ class _Handler(BaseHTTPRequestHandler):
                 if method == "DELETE":
                     hub.faults.replace([])
                     hub.throttle.set(None)
+                    hub.rate_limits.set({}, DEFAULT_RATE_LIMIT_WINDOW)
+                if "rate_limits" in request or "rate_limit_window" in request:
+                    hub.rate_limits.set(request.get("rate_limits") or {},
+                                        request.get("rate_limit_window", DEFAULT_RATE_LIMIT_WINDOW))
                 if "faults" in request:
                     hub.faults.replace(request["faults"])
                 if "throttle_bps" in request:
@@ -1083,7 +1176,8 @@ class _Handler(BaseHTTPRequestHandler):
                     hub.throttle.set(None if rate is None else int(rate))
             except (ValueError, TypeError) as error:
                 raise HubError(400, None, str(error)) from None
-            self._send_json(200, {"faults": hub.faults.describe(), "throttle_bps": hub.throttle.rate})
+            self._send_json(200, {"faults": hub.faults.describe(), "throttle_bps": hub.throttle.rate,
+                                  **hub.rate_limits.describe()})
         elif url_path == "/_sim/stats" and method in ("GET", "DELETE"):
             if method == "DELETE":
                 hub.stats.reset()
@@ -1102,12 +1196,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _hub(self, method: str, url_path: str, query: dict, body: bytes) -> None:
         segments = url_path.strip("/").split("/")
+        self._rate_limit(segments)
         token_state = self._token_state()
         if segments[0] == "api" and len(segments) >= 3 and segments[1] in ("models", "datasets", "spaces", "kernels"):
             repo_segments = segments[2:]
             split = 2 if len(repo_segments) >= 2 and repo_segments[1] not in _API_SUBPATHS else 1
             repo_id, rest = "/".join(repo_segments[:split]), repo_segments[split:]
             self._check_repo(segments[1] == "models", repo_id, token_state)
+            if rest[:1] == ["xet-read-token"]:  # a token to read the files: gated like them
+                self._check_gate(token_state)
             self._api(method, rest, query, body)
             return
         if "resolve" in segments[1:4] and method in ("GET", "HEAD"):
@@ -1121,6 +1218,18 @@ class _Handler(BaseHTTPRequestHandler):
             self._resolve(method, unquote(segments[at + 1]), unquote("/".join(segments[at + 2:])))
             return
         raise HubError(404, None, "Sorry, we can't find the page you are looking for.")
+
+    def _rate_limit(self, segments: list[str]) -> None:
+        """Count the request in its bucket; over the limit, the hub answers 429 with Retry-After."""
+        bucket = "api" if segments[0] == "api" else "resolvers" if "resolve" in segments[1:4] else None
+        if bucket is None:
+            return
+        allowed, self._rate_limit_headers = self.hub.rate_limits.take(bucket)
+        if not allowed:
+            limits = self.hub.rate_limits
+            raise HubError(429, None, f"Too Many Requests: you have reached the '{bucket}' rate limit of "
+                                      f"{limits.limits[bucket]} requests per {limits.window:g} s; retry after "
+                                      f"{self._rate_limit_headers['Retry-After']} s")
 
     def _token_state(self) -> str:
         """anonymous, granted, no_access (valid token without access to the gated repo); invalid raises 401."""
@@ -1166,6 +1275,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._tree(self._commit(unquote(rest[1])), rest[1], unquote("/".join(rest[2:])), query)
         elif method == "POST" and len(rest) == 2 and rest[0] == "paths-info":
             self._paths_info(self._commit(unquote(rest[1])), body)
+        elif method == "GET" and len(rest) == 2 and rest[0] == "xet-read-token":
+            self._xet_read_token(self._commit(unquote(rest[1])))
         elif method == "GET" and rest == ["refs"]:
             self.hub.stats.api_call("refs")
             with self.hub.lock:
@@ -1236,6 +1347,8 @@ class _Handler(BaseHTTPRequestHandler):
             if hub_file.is_lfs:
                 entry["lfs"] = {"oid": hub_file.lfs_sha256, "size": hub_file.size,
                                 "pointerSize": hub_file.pointer_size}
+                if self.hub.repo.storage == "xet":
+                    entry["xetHash"] = hub_file.xet_hash
         else:
             entry = {"type": "directory", "oid": commit.tree_oids[path], "size": 0, "path": path}
         if expand:
@@ -1285,6 +1398,16 @@ class _Handler(BaseHTTPRequestHandler):
                  if path.strip("/") in commit.files or path.strip("/") in commit.tree_oids]
         self._send_json(200, [self._entry(commit, path, expand) for path in dict.fromkeys(known)])
 
+    def _xet_read_token(self, commit: Commit) -> None:
+        """A short-lived token for Xet storage: huggingface_hub reads the X-Xet-* headers, other clients the
+        JSON body; hf_xet then asks the CAS (`casUrl`) how to rebuild each file."""
+        self.hub.stats.api_call("xet_read_token")
+        expires = int(time.time()) + _XET_TOKEN_LIFETIME
+        token = "xet_" + self.hub.sign(f"xet-read|{commit.sha}", expires)[:48]
+        cas_url = self._base_url(self.hub.bridge_port)
+        self._send_json(200, {"casUrl": cas_url, "exp": expires, "accessToken": token},
+                        {"X-Xet-Cas-Url": cas_url, "X-Xet-Access-Token": token, "X-Xet-Token-Expiration": expires})
+
     def _resolve(self, method: str, revision: str, path: str) -> None:
         commit = self._commit(revision)
         hub_file = commit.files.get(path)
@@ -1295,24 +1418,43 @@ class _Handler(BaseHTTPRequestHandler):
         if not hub_file.is_lfs:
             self._content(method, hub_file, {**common, "ETag": f'"{hub_file.git_oid}"'})
             return
-        # LFS files live on the CDN: the hub answers with a signed redirect carrying the file's metadata.
+        # LFS files live on the CDN, Xet-backed ones behind the Xet bridge: the hub answers with a signed redirect
+        # carrying the file's metadata.
         self.hub.stats.file_event(path, "redirect")
-        self.hub.blobs.setdefault(hub_file.lfs_sha256, hub_file)
-        expires = int(time.time()) + _SIGNED_URL_LIFETIME
-        repo_hash = hashlib.sha256(self.hub.repo.repo_id.encode()).hexdigest()
-        cdn_path = f"/repos/{repo_hash[:2]}/{repo_hash[2:4]}/{repo_hash}/{hub_file.lfs_sha256}"
         name = path.rsplit("/", 1)[-1]
         disposition = f"inline; filename*=UTF-8''{quote(name)}; filename=\"{name}\";"
-        params = urlencode({"response-content-disposition": disposition, "Expires": expires,
-                            "Signature": self.hub.sign(cdn_path, expires)})
-        location = f"{self._base_url(self.hub.cdn_port)}{cdn_path}?{params}"
-        self._send_bytes(302, f"Found. Redirecting to {location}".encode(), "text/plain; charset=utf-8", {
-            **common,
-            "Location": location,
-            "ETag": f'"{hub_file.lfs_sha256}"',
-            "X-Linked-Etag": f'"{hub_file.lfs_sha256}"',
-            "X-Linked-Size": hub_file.size,
-        }, method=method)
+        headers = {**common, "ETag": f'"{hub_file.lfs_sha256}"', "X-Linked-Etag": f'"{hub_file.lfs_sha256}"',
+                   "X-Linked-Size": hub_file.size}
+        if self.hub.repo.storage == "xet":
+            headers["Location"] = self._bridge_location(hub_file, disposition)
+            # What huggingface_hub's parse_xet_file_data_from_response reads: the hash, and the token route.
+            headers["X-Xet-Hash"] = hub_file.xet_hash
+            token_url = f"{self._base_url(self.server.server_address[1])}/api/models/{self.hub.repo.repo_id}" \
+                        f"/xet-read-token/{commit.sha}"
+            headers["Link"] = (f'<{token_url}>; rel="xet-auth", <{self._base_url(self.hub.bridge_port)}'
+                               f'/v1/reconstructions/{hub_file.xet_hash}>; rel="xet-reconstruction-info"')
+        else:
+            self.hub.blobs.setdefault(hub_file.lfs_sha256, hub_file)
+            expires = int(time.time()) + _SIGNED_URL_LIFETIME
+            repo_hash = hashlib.sha256(self.hub.repo.repo_id.encode()).hexdigest()
+            cdn_path = f"/repos/{repo_hash[:2]}/{repo_hash[2:4]}/{repo_hash}/{hub_file.lfs_sha256}"
+            params = urlencode({"response-content-disposition": disposition, "Expires": expires,
+                                "Signature": self.hub.sign(cdn_path, expires)})
+            headers["Location"] = f"{self._base_url(self.hub.cdn_port)}{cdn_path}?{params}"
+        self._send_bytes(302, f"Found. Redirecting to {headers['Location']}".encode(), "text/plain; charset=utf-8",
+                         headers, method=method)
+
+    def _bridge_location(self, hub_file: HubFile, disposition: str) -> str:
+        """A presigned bridge URL in the S3 style of the hub's (X-Amz-Date and X-Amz-Expires bound its lifetime)."""
+        self.hub.xet_blobs.setdefault(hub_file.xet_hash, hub_file)
+        repo_object_id = hashlib.sha1(self.hub.repo.repo_id.encode()).hexdigest()[:24]  # the model info's _id
+        bridge_path = f"/xet-bridge-us/{repo_object_id}/{hub_file.xet_hash}"
+        signed_at = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        params = urlencode({
+            "X-Amz-Algorithm": "AWS4-HMAC-SHA256", "X-Amz-Date": signed_at, "X-Amz-Expires": _SIGNED_URL_LIFETIME,
+            "X-Amz-SignedHeaders": "host", "X-Amz-Signature": self.hub.sign(bridge_path, signed_at),
+            "X-Xet-Cas-Uid": "public", "response-content-disposition": disposition, "x-id": "GetObject"})
+        return f"{self._base_url(self.hub.bridge_port)}{bridge_path}?{params}"
 
     # -- cdn -----------------------------------------------------------------------------------------------
 
@@ -1324,14 +1466,48 @@ class _Handler(BaseHTTPRequestHandler):
         valid = (hub_file is not None and expires.isdigit() and int(expires) > time.time()
                  and hmac.compare_digest(signature, self.hub.sign(url_path, int(expires))))
         if method not in ("GET", "HEAD") or not valid:
-            page = b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code>' \
-                   b"<Message>Access denied</Message></Error>"
-            self._send_bytes(403, page, "text/xml", method=method)
+            self._send_bytes(403, _ACCESS_DENIED, "text/xml", method=method)
             return
-        self.hub.stats.file_event(hub_file.path, "head" if method == "HEAD" else "get")
+        self._count_storage_request(method, hub_file)
         disposition = query.get("response-content-disposition", [None])[0]
         headers = {"ETag": f'"{hub_file.lfs_sha256}"', "Accept-Ranges": "bytes",
                    "Last-Modified": "Mon, 01 Dec 2025 09:32:41 GMT", "X-Cache": "Miss from cloudfront"}
+        if disposition:
+            headers["Content-Disposition"] = disposition
+        self._content(method, hub_file, headers)
+
+    def _count_storage_request(self, method: str, hub_file: HubFile) -> None:
+        """Count a request of the CDN or the bridge, and whether it carried the hub token (it must not)."""
+        self.hub.stats.file_event(hub_file.path, "head" if method == "HEAD" else "get")
+        if self.headers.get("Authorization"):
+            self.hub.stats.file_event(hub_file.path, "with_token")
+
+    # -- Xet bridge and CAS ------------------------------------------------------------------------------
+
+    def _bridge(self, method: str, url_path: str, query: dict) -> None:
+        reconstruction = _CAS_RECONSTRUCTION_PATH.fullmatch(url_path)
+        if reconstruction:
+            self.hub.stats.api_call("xet_reconstruction")
+            raise HubError(501, None, "hf_hub stand-in: the Xet CAS protocol (file reconstruction) is not "
+                                      "reproduced; download with HF_HUB_DISABLE_XET=1, the client's HTTP path "
+                                      "through the bridge")
+        match = _BRIDGE_PATH.fullmatch(url_path)
+        hub_file = self.hub.xet_blobs.get(match["xet_hash"]) if match else None
+        signed_at = query.get("X-Amz-Date", [""])[0]
+        try:
+            expires = calendar.timegm(time.strptime(signed_at, "%Y%m%dT%H%M%SZ")) \
+                + int(query.get("X-Amz-Expires", ["0"])[0])
+        except ValueError:
+            expires = 0
+        valid = (hub_file is not None and expires > time.time() and hmac.compare_digest(
+            query.get("X-Amz-Signature", [""])[0], self.hub.sign(url_path, signed_at)))
+        if method not in ("GET", "HEAD") or not valid:
+            self._send_bytes(403, _ACCESS_DENIED, "text/xml", method=method)
+            return
+        self._count_storage_request(method, hub_file)
+        headers = {"ETag": f'"{hub_file.xet_hash}"', "Accept-Ranges": "bytes",
+                   "Last-Modified": "Mon, 01 Dec 2025 09:32:41 GMT"}
+        disposition = query.get("response-content-disposition", [None])[0]
         if disposition:
             headers["Content-Disposition"] = disposition
         self._content(method, hub_file, headers)
@@ -1421,18 +1597,23 @@ class _Listener(ThreadingHTTPServer):
 
 
 class HubServer:
-    """The hub and its CDN on two ports of one host; use as a context manager or start()/stop()."""
+    """The hub, its CDN and its Xet bridge on three ports of one host; use as a context manager or
+    start()/stop()."""
 
     def __init__(self, repo: Repo, *, host: str = "127.0.0.1", port: int = 0, cdn_port: int = 0,
-                 tokens: tuple[str, ...] = (), tokens_without_access: tuple[str, ...] = (), gated: bool = False,
-                 tree_page_size: int = 1000, faults: tuple[dict, ...] = (), throttle_bps: int | None = None,
-                 log: object = sys.stderr) -> None:
+                 bridge_port: int = 0, tokens: tuple[str, ...] = (), tokens_without_access: tuple[str, ...] = (),
+                 gated: bool = False, tree_page_size: int = 1000, faults: tuple[dict, ...] = (),
+                 throttle_bps: int | None = None, rate_limits: dict[str, int] | None = None,
+                 rate_limit_window: float = DEFAULT_RATE_LIMIT_WINDOW, log: object = sys.stderr) -> None:
         self.state = HubState(repo=repo, tokens=frozenset(tokens),
                               tokens_without_access=frozenset(tokens_without_access), gated=gated,
                               tree_page_size=tree_page_size, throttle=Throttle(throttle_bps), log=log)
         self.state.faults.replace(list(faults))
+        self.state.rate_limits.set(rate_limits or {}, rate_limit_window)
         self._cdn = _Listener((host, cdn_port), "cdn", self.state)
         self.state.cdn_port = self._cdn.server_address[1]
+        self._bridge = _Listener((host, bridge_port), "bridge", self.state)
+        self.state.bridge_port = self._bridge.server_address[1]
         self._hub = _Listener((host, port), "hub", self.state)
         self._threads: list[threading.Thread] = []
 
@@ -1446,8 +1627,13 @@ class HubServer:
         host, port = self._cdn.server_address[:2]
         return f"http://{host}:{port}"
 
+    @property
+    def bridge_url(self) -> str:
+        host, port = self._bridge.server_address[:2]
+        return f"http://{host}:{port}"
+
     def start(self) -> HubServer:
-        for listener in (self._cdn, self._hub):
+        for listener in (self._cdn, self._bridge, self._hub):
             thread = threading.Thread(target=listener.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -1455,7 +1641,7 @@ class HubServer:
 
     def stop(self) -> None:
         self.state.stopping.set()
-        for listener in (self._hub, self._cdn):
+        for listener in (self._hub, self._cdn, self._bridge):
             listener.shutdown()
             listener.server_close()
         for thread in self._threads:
@@ -1473,11 +1659,15 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--cdn-port", type=int, default=0, help="port of the CDN listener (0 picks a free port)")
+    parser.add_argument("--bridge-port", type=int, default=0,
+                        help="port of the Xet bridge listener (0 picks a free port)")
     parser.add_argument("--seed", default=DEFAULT_SEED)
     parser.add_argument("--shard-bytes", type=int, default=DEFAULT_SHARD_BYTES,
                         help="approximate size of each shard (varies by up to 10%% per shard)")
     parser.add_argument("--size-profile", choices=("small", "real"), default="small",
                         help="real: report the real shard sizes (~689 GB in all) and serve no shard content")
+    parser.add_argument("--storage", choices=STORAGES, default="lfs",
+                        help="xet: every shard is Xet-backed, its bytes served by the bridge (as on today's hub)")
     parser.add_argument("--revision-branch", action="append", default=[], metavar="NAME",
                         help="extra branch name pointing at the pinned commit (main always exists)")
     parser.add_argument("--extra-commit", action="store_true",
@@ -1490,6 +1680,10 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--fault", action="append", default=[], metavar="JSON",
                         help='a fault, e.g. \'{"kind": "drop", "file": "model-00002-*", "after_bytes": 1000}\'')
     parser.add_argument("--throttle-bps", type=int, default=None, help="global bandwidth limit in bytes/s")
+    parser.add_argument("--rate-limit", action="append", default=[], metavar="BUCKET=N",
+                        help=f"requests per window in a bucket ({', '.join(RATE_LIMIT_BUCKETS)}); repeatable")
+    parser.add_argument("--rate-limit-window", type=float, default=DEFAULT_RATE_LIMIT_WINDOW,
+                        help="seconds of a rate-limit window (hub: 300)")
     return parser.parse_args(argv)
 
 
@@ -1497,11 +1691,14 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     try:
         faults = tuple(json.loads(spec) for spec in args.fault)
+        rate_limits = {bucket: int(count) for bucket, _, count in (spec.partition("=") for spec in args.rate_limit)}
         repo = build_repo(seed=args.seed, shard_bytes=args.shard_bytes, size_profile=args.size_profile,
-                          extra_commit=args.extra_commit, branches=tuple(args.revision_branch))
-        server = HubServer(repo, host=args.host, port=args.port, cdn_port=args.cdn_port, tokens=tuple(args.token),
-                           tokens_without_access=tuple(args.token_without_access), gated=args.gated,
-                           tree_page_size=args.tree_page_size, faults=faults, throttle_bps=args.throttle_bps)
+                          storage=args.storage, extra_commit=args.extra_commit, branches=tuple(args.revision_branch))
+        server = HubServer(repo, host=args.host, port=args.port, cdn_port=args.cdn_port, bridge_port=args.bridge_port,
+                           tokens=tuple(args.token), tokens_without_access=tuple(args.token_without_access),
+                           gated=args.gated, tree_page_size=args.tree_page_size, faults=faults,
+                           throttle_bps=args.throttle_bps, rate_limits=rate_limits,
+                           rate_limit_window=args.rate_limit_window)
     except (ValueError, OSError) as error:
         print(f"hf_hub stand-in: {error}", file=sys.stderr)
         return 2
@@ -1509,8 +1706,8 @@ def main(argv: list[str] | None = None) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     with server:
-        print(f"hf_hub stand-in: CDN at {server.cdn_url}, main -> {repo.branches['main']}", file=sys.stderr,
-              flush=True)
+        print(f"hf_hub stand-in: {repo.storage} storage, CDN at {server.cdn_url}, Xet bridge at "
+              f"{server.bridge_url}, main -> {repo.branches['main']}", file=sys.stderr, flush=True)
         print(f"READY {server.url}", flush=True)
         stop.wait()
     return 0

@@ -1,12 +1,17 @@
 """The model_weights downloader (module_utils/hf_weights.py), the hf_model_snapshot module and the wait_for_job
 action, against the hub stand-in (tests/sim/hf_hub/server.py) run as a subprocess with small shards.
 
-The real huggingface_hub 2.4.0 client is the judge of the result: with HF_HUB_OFFLINE=1 it must resolve the
-snapshot the downloader wrote. Byte counts come from the stand-in's /_sim/stats, so "resumed with a Range request"
-and "not fetched again" are measured on the server side.
+Every test that talks to the hub runs against both of the stand-in's storages: Git LFS behind a CDN, and Xet
+(the hub's default today), whose bytes the downloader reads from the Xet bridge the hub redirects to.
+
+The real huggingface_hub 2.4.0 client is the judge of the result: its verify_repo_checksums must find every file
+right, and with HF_HUB_OFFLINE=1 it must resolve the snapshot the downloader wrote. Byte counts come from the
+stand-in's /_sim/stats, so "resumed with a Range request" and "not fetched again" are measured on the server
+side.
 """
 
 import base64
+import dataclasses
 import errno
 import fcntl
 import functools
@@ -29,6 +34,7 @@ import module_runner
 import pytest
 from hf_hub.hub_process import HubProcess
 import requests
+from huggingface_hub import HfApi, constants
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 REPO_ID = "deepseek-ai/DeepSeek-V3.2"
@@ -63,12 +69,12 @@ def _load_file(name: str, path: pathlib.Path):
 # Hub stand-in --------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def stand_in(tmp_path_factory):
+@pytest.fixture(scope="module", params=["lfs", "xet"])
+def stand_in(request, tmp_path_factory):
     # Gated (so tokens matter), main moved past the pinned commit (branch stable).
     server = HubProcess(["--shard-bytes", "16384", "--gated", "--token", TOKEN, "--token-without-access",
-                         TOKEN_WITHOUT_ACCESS, "--revision-branch", "stable", "--extra-commit"],
-                        tmp_path_factory.mktemp("hub") / "hub.log")
+                         TOKEN_WITHOUT_ACCESS, "--revision-branch", "stable", "--extra-commit",
+                         "--storage", request.param], tmp_path_factory.mktemp("hub") / "hub.log")
     yield server
     server.stop()
 
@@ -125,27 +131,19 @@ def file_stats(hub: HubProcess) -> dict:
 # Full download and the real client ---------------------------------------------------------------------------
 
 OFFLINE_CLIENT = """
-import json, os, sys
+import json, sys
 from huggingface_hub import hf_hub_download, snapshot_download, try_to_load_from_cache
-from huggingface_hub.errors import IncompleteSnapshotError
-repo, commit, removed_link = sys.argv[1:4]
-out = {
+repo, commit = sys.argv[1:3]
+print(json.dumps({
     "by_commit": snapshot_download(repo, revision=commit, local_files_only=True),
     "by_branch": snapshot_download(repo, revision="main"),
     "config": try_to_load_from_cache(repo, "config.json", revision=commit),
     "shard": hf_hub_download(repo, "model-00001-of-000163.safetensors", revision="main"),
-}
-os.unlink(removed_link)
-try:
-    snapshot_download(repo, revision=commit, local_files_only=True)
-    out["incomplete"] = None
-except IncompleteSnapshotError as error:
-    out["incomplete"] = str(error)
-print(json.dumps(out))
+}))
 """
 
 
-def test_full_download_is_what_the_hub_lists_and_the_offline_client_resolves_it(hub, seed, tmp_path):
+def test_full_download_is_what_the_hub_lists_the_client_verifies_and_resolves_offline(hub, seed, tmp_path):
     home, result = seed
     main_commit = hub.info["branches"]["main"]
     listing = requests.get(f"{hub.url}/api/models/{REPO_ID}/revision/main", params={"blobs": "true"},
@@ -171,20 +169,20 @@ def test_full_download_is_what_the_hub_lists_and_the_offline_client_resolves_it(
     assert progress["phase"] == "done" and progress["commit"] == main_commit
     assert progress["bytes_done"] == progress["bytes_total"] == result["bytes_total"]
     assert progress["files_done"] == progress["files_total"] == 176
+    checked = HfApi(endpoint=hub.url, token=TOKEN).verify_repo_checksums(REPO_ID, revision=main_commit,
+                                                                          cache_dir=home / "hub")
+    assert (checked.checked_count, checked.mismatches, checked.missing_paths) == (176, [], [])
 
     copy = copy_cache(seed, tmp_path)
     env = {key: value for key, value in os.environ.items() if not key.startswith(("HF_", "HUGGING_FACE"))}
     env.update(HF_HOME=str(copy), HF_HUB_OFFLINE="1", HF_HUB_DISABLE_TELEMETRY="1")
-    removed = copy / STORAGE / "snapshots" / main_commit / shard(7)
-    completed = subprocess.run([sys.executable, "-c", OFFLINE_CLIENT, REPO_ID, main_commit, str(removed)],
+    completed = subprocess.run([sys.executable, "-c", OFFLINE_CLIENT, REPO_ID, main_commit],
                                capture_output=True, text=True, env=env, timeout=60, check=True)
     offline = json.loads(completed.stdout)
     copied_snapshot = str(copy / STORAGE / "snapshots" / main_commit)
     assert offline["by_commit"] == offline["by_branch"] == copied_snapshot
     assert offline["config"] == f"{copied_snapshot}/config.json"
     assert offline["shard"] == f"{copied_snapshot}/{shard(1)}"
-    # The tree listing written with the snapshot lets the client notice a missing file.
-    assert shard(7) in offline["incomplete"]
 
 
 def test_second_run_transfers_nothing_and_reports_unchanged(hub, seed, tmp_path):
@@ -260,9 +258,9 @@ def test_preflight_counts_only_the_revisions_own_blobs(hub, seed, tmp_path):
 # Faults: interrupted bodies, killed runs, corruption, 5xx -----------------------------------------------------
 
 
-def test_dropped_bodies_resume_in_process_with_a_range_request(hub, tmp_path):
-    hub.faults({"kind": "drop", "file": shard(7), "path": "/repos/*", "after_bytes": 5000, "times": 1},
-               {"kind": "drop", "file": shard(8), "path": "/repos/*", "after_bytes": 5000, "mode": "reset",
+def test_dropped_bodies_from_the_cdn_or_the_xet_bridge_resume_with_a_range_request(hub, tmp_path):
+    hub.faults({"kind": "drop", "file": shard(7), "path": hub.content_path, "after_bytes": 5000, "times": 1},
+               {"kind": "drop", "file": shard(8), "path": hub.content_path, "after_bytes": 5000, "mode": "reset",
                 "times": 1})
     result = sync(hub, tmp_path)
     entries = manifest_files(result)
@@ -276,6 +274,12 @@ def test_dropped_bodies_resume_in_process_with_a_range_request(hub, tmp_path):
     for path in (shard(7), shard(8)):
         data = (pathlib.Path(result["snapshot_path"]) / path).read_bytes()
         assert content_hash(entries[path], data) == entries[path]["sha256"]
+    # The access log shows where the resumed bytes came from: the CDN for Git LFS, the bridge for Xet; the
+    # token of this gated repository went to the hub only.
+    listener = "bridge" if hub.info["storage"] == "xet" else "cdn"
+    assert f'{listener} "GET {hub.content_path[:-1]}' in hub.log_path.read_text()
+    assert hub.stats()["statuses"]["206"] >= 1
+    assert sum(counters["with_token"] for counters in stats.values()) == 0
 
 
 KILLED_RUN = """
@@ -377,7 +381,7 @@ def test_corrupt_bytes_from_the_source_are_fetched_again_once(hub, tmp_path):
 
 
 def test_server_errors_for_a_while_are_retried(hub, tmp_path):
-    hub.faults({"kind": "status", "status": 503, "file": shard(11), "path": "/repos/*", "times": 2},
+    hub.faults({"kind": "status", "status": 503, "file": shard(11), "path": hub.content_path, "times": 2},
                {"kind": "status", "status": 502, "file": shard(12), "path": "*/resolve/*", "times": 2},
                {"kind": "status", "status": 500, "path": "/api/*", "times": 1})
     result = sync(hub, tmp_path)
@@ -388,7 +392,7 @@ def test_server_errors_for_a_while_are_retried(hub, tmp_path):
 
 
 def test_persistent_server_errors_fail_with_the_file_and_the_status(hub, tmp_path):
-    hub.faults({"kind": "status", "status": 503, "file": shard(13), "path": "/repos/*"})
+    hub.faults({"kind": "status", "status": 503, "file": shard(13), "path": hub.content_path})
     with pytest.raises(hw.WeightsError) as failure:
         sync(hub, tmp_path)
     message = str(failure.value)
@@ -583,6 +587,72 @@ def test_not_enough_free_space_fails_before_downloading(hub, tmp_path, monkeypat
     assert file_stats(hub) == {}
 
 
+# The hub's rate limits ------------------------------------------------------------------------------------------
+
+
+def test_the_hubs_rate_limit_is_waited_out(hub, tmp_path):
+    """More resolve requests than the hub's bucket allows in a window: 429s, retried after their Retry-After."""
+    hub.control("POST", "faults", {"rate_limits": {"resolvers": 100}, "rate_limit_window": 2})
+    started = time.monotonic()
+    result = sync(hub, tmp_path, settings=dataclasses.replace(FAST, retry_max_delay=3))
+    assert result["files_downloaded"] == 176
+    assert hub.stats()["statuses"]["429"] >= 1
+    assert time.monotonic() - started >= 2  # nothing more was allowed before the window ended
+
+
+# The official client as the downloader -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def http_fallback(hub, monkeypatch):
+    """The stand-in does not speak Xet's CAS protocol: the client takes its HTTP path through the Xet bridge, as
+    HF_HUB_DISABLE_XET=1 makes it do (the client reads the variable at import, so the test sets what it sets)."""
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+    return hub
+
+
+def test_client_downloader_downloads_verifies_and_stamps(http_fallback, tmp_path):
+    hub = http_fallback
+    first = sync(hub, tmp_path, downloader="huggingface_hub", progress_file=str(tmp_path / "progress.json"))
+    assert first["changed"] and (first["files_downloaded"], first["bytes_downloaded"]) == (176, first["bytes_total"])
+    assert (tmp_path / STORAGE / "refs" / "main").read_text() == first["commit"]
+    for path, entry in manifest_files(first).items():
+        data = (pathlib.Path(first["snapshot_path"]) / path).read_bytes()
+        assert content_hash(entry, data) == (entry["sha256"] or entry["blob_id"]), path
+    assert json.loads((tmp_path / "progress.json").read_text())["phase"] == "done"
+    hub.control("DELETE", "stats")
+    again = sync(hub, tmp_path, downloader="huggingface_hub")
+    assert not again["changed"] and again["bytes_downloaded"] == 0
+    assert not any(counters["get"] for counters in file_stats(hub).values())
+    stamps = tmp_path / STORAGE / ".hf_weights_verified.json"
+    stamped_at = stamps.stat().st_mtime_ns
+    assert not sync(hub, tmp_path)["changed"]
+    assert stamps.stat().st_mtime_ns == stamped_at  # the client's verification stamped them: nothing re-hashed
+
+
+def test_client_downloader_removes_what_fails_verification_for_the_next_attempt(http_fallback, tmp_path):
+    hub = http_fallback
+    victim = manifest_files(sync(hub, tmp_path / "plan", check_mode=True))[shard(9)]
+    hub.faults({"kind": "corrupt", "file": shard(9), "times": 1})
+    with pytest.raises(hw.WeightsError, match=rf"verify_repo_checksums: 1 file\(s\) .*\({shard(9)}\); they were "
+                                              "removed and the next attempt downloads them again"):
+        sync(hub, tmp_path, downloader="huggingface_hub")
+    assert not blob_path(tmp_path, victim).exists() and not (tmp_path / STORAGE / "refs" / "main").exists()
+    hub.control("DELETE", "stats")
+    retried = sync(hub, tmp_path, downloader="huggingface_hub")  # what the task's retries do
+    assert retried["files_downloaded"] == 1 and {path for path, counters in file_stats(hub).items()
+                                                 if counters["get"]} == {shard(9)}
+    assert hashlib.sha256(blob_path(tmp_path, victim).read_bytes()).hexdigest() == victim["sha256"]
+
+
+@pytest.mark.parametrize("stand_in", ["xet"], indirect=True)
+def test_client_downloader_hands_xet_backed_files_to_hf_xet(hub, tmp_path):
+    """With hf_xet enabled the client gets a Xet token and asks the CAS, which the stand-in does not reproduce."""
+    with pytest.raises(hw.WeightsError, match="huggingface_hub could not download .*501 Not Implemented"):
+        sync(hub, tmp_path, downloader="huggingface_hub")
+    assert hub.stats()["api"]["xet_read_token"] == 1
+
+
 # The module ---------------------------------------------------------------------------------------------------
 
 
@@ -607,6 +677,14 @@ def test_module_plans_in_check_mode_then_downloads_then_is_idempotent(hub, tmp_p
     assert done["manifest"] == plan["manifest"] and json.loads(progress.read_text())["phase"] == "done"
     failed, again = run_module(**module_args(hub, tmp_path, progress_file=str(progress)))
     assert not failed and not again["changed"] and again["bytes_downloaded"] == 0
+
+
+def test_module_downloads_with_the_client_from_the_hub_only(http_fallback, seed, tmp_path):
+    failed, done = run_module(**module_args(http_fallback, tmp_path, downloader="huggingface_hub"))
+    assert not failed and done["changed"] and done["files_downloaded"] == 176
+    failed, refused = run_module(**module_args(http_fallback, tmp_path / "copy", downloader="huggingface_hub",
+                                               source="path", source_path=seed[1]["snapshot_path"]))
+    assert failed and "huggingface_hub downloads from the hub only" in refused["msg"]
 
 
 def test_module_copies_with_a_given_manifest_and_reports_hub_errors(hub, seed, tmp_path):
