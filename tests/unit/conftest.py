@@ -4,9 +4,12 @@ import pathlib
 
 import pytest
 from ansible.parsing.dataloader import DataLoader
+from ansible.plugins.loader import init_plugin_loader
 from ansible.template import Templar, trust_as_template
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
+# As ansible-playbook does at start: plugins named by their full name (ansible.builtin.file) can then be found.
+init_plugin_loader()
 
 
 class RoleRenderer:

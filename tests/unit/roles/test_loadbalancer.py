@@ -88,14 +88,15 @@ def _validation_passes(renderer, tasks_file: str) -> list[bool]:
             for task in tasks if "ansible.builtin.assert" in task]
 
 
-# validate.yml: servers, unique names; preflight.yml, which needs the balancer's facts: not balancing onto itself.
+# validate.yml: servers, unique names, TLS settings, TLS certificate (skipped without TLS; see
+# test_loadbalancer_tls.py); preflight.yml, which needs the balancer's facts: not balancing onto itself.
 @pytest.mark.parametrize(("overrides", "tasks_file", "expected"), [
-    ({}, "validate.yml", [True, True]),
+    ({}, "validate.yml", [True, True, True, True]),
     ({}, "preflight.yml", [True]),
-    ({"groups": {"gpu_nodes": []}}, "validate.yml", [False, True]),
+    ({"groups": {"gpu_nodes": []}}, "validate.yml", [False, True, True, True]),
     ({"loadbalancer_backend_servers": [{"name": "a", "address": "192.0.2.1", "port": 8000},
                                        {"name": "a", "address": "192.0.2.2", "port": 8000}]},
-     "validate.yml", [True, False]),
+     "validate.yml", [True, False, True, True]),
     ({"loadbalancer_listen_address": "10.30.0.12", "loadbalancer_port": 9000}, "preflight.yml", [False]),
 ], ids=["valid", "valid-preflight", "no-servers", "duplicate-names", "balances-onto-itself"])
 def test_validation(role_renderer, overrides, tasks_file, expected):
