@@ -45,6 +45,7 @@ class RoleRenderer:
         return self.templar.template(trust_as_template(source))
 
 
-@pytest.fixture
+# Session-wide: it is only the class, and module-scoped fixtures (a shared HAProxy) need it too.
+@pytest.fixture(scope="session")
 def role_renderer():
     return RoleRenderer

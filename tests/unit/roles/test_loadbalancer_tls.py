@@ -1,21 +1,35 @@
 """TLS at the loadbalancer role's HAProxy: the role's checks refuse a bad certificate, key or setting before any
-change, with a message naming the variable and the fix.
+change, with a message naming the variable and the fix; HAProxy 2.6 accepts the configuration; a real HAProxy with
+it, in front of the vLLM stand-in, is reached by curl and the `openai` SDK over a verified chain (chat streamed, a
+tool call, reasoning), while a client without the CA, TLS 1.0/1.1 and weak ciphers are refused and plain HTTP is
+redirected, closed or served as configured; the role's tasks keep the old certificate until HAProxy has accepted
+the new one.
 
 The certificates are made here with `cryptography` (tests/helpers/tls_certificates.py): a root CA, an intermediate,
 and a server certificate for localhost and 127.0.0.1.
 """
 
 import importlib.util
+import json
+import os
 import pathlib
+import re
+import shutil
+import ssl
+import subprocess
+import sys
 import types
 
+import openai
 import pytest
+import requests
 import yaml
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from tls_certificates import CertificateAuthority, certificate_pem, key_pem, new_key, write
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 ROLE = REPO / "roles" / "loadbalancer"
+API_KEY = "sk-tls-test-5c1e9a7d"
 
 
 def _load_file(name: str, path: pathlib.Path):
@@ -25,8 +39,10 @@ def _load_file(name: str, path: pathlib.Path):
     return module
 
 
-# The configuration helpers of the role's other tests.
+# The HAProxy runner and the configuration helpers of the role's other tests; the stand-in's node layout and Server.
 balancer = _load_file("loadbalancer_tests", REPO / "tests" / "unit" / "roles" / "test_loadbalancer.py")
+standin = _load_file("vllm_standin_tests", REPO / "tests" / "sim" / "vllm" / "test_vllm_standin.py")
+needs_haproxy = balancer.needs_haproxy
 
 
 @pytest.fixture(scope="module")
@@ -251,3 +267,379 @@ def test_preflight_refuses_a_balancer_that_would_send_requests_to_itself(role_re
     if refused:
         assert "which is also a backend server's address" in refusal and "loadbalancer_tls_port" in refusal
 
+
+# --- the configuration ------------------------------------------------------------------------------------------
+
+def _sections(role_renderer, pki, **overrides) -> dict[str, list[str]]:
+    return balancer._sections(_renderer(role_renderer, **_tls(pki), **overrides).template("haproxy.cfg.j2"))
+
+
+INTERMEDIATE_CIPHERS = ("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+                        "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305")
+TLS13_SUITES = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
+
+
+def test_plain_http_without_a_certificate(role_renderer):
+    sections = balancer._sections(_renderer(role_renderer).template("haproxy.cfg.j2"))
+    assert not any("ssl" in line for lines in sections.values() for line in lines)
+    assert sections["frontend vllm_api"][0] == "bind 10.20.0.5:8000"
+
+
+def test_tls_closes_plain_http_by_default_with_the_intermediate_policy(role_renderer, pki):
+    sections = _sections(role_renderer, pki)
+    assert sections["global"][-4:] == [
+        "ssl-default-bind-curves X25519:prime256v1:secp384r1",
+        f"ssl-default-bind-ciphers {INTERMEDIATE_CIPHERS}",
+        f"ssl-default-bind-ciphersuites {TLS13_SUITES}",
+        "ssl-default-bind-options prefer-client-ciphers ssl-min-ver TLSv1.2 no-tls-tickets",
+    ]
+    frontend = sections["frontend vllm_api"]
+    assert re.fullmatch(r"bind 10\.20\.0\.5:443 ssl crt /etc/haproxy/tls/vllm_api-[0-9a-f]{16}\.pem "
+                        r"alpn h2,http/1\.1", frontend[0]), frontend[0]
+    assert not any(line.startswith("bind 10.20.0.5:8000") for line in frontend)
+    assert not any("redirect" in line or "Strict-Transport-Security" in line for line in frontend)
+    assert frontend[1:] == ["acl client_path path /health", "acl client_path path_beg /v1/",
+                            "http-request deny deny_status 404 unless client_path", "default_backend vllm"]
+
+
+def test_the_modern_policy_is_tls_1_3_only(role_renderer, pki):
+    tls_lines = [line for line in _sections(role_renderer, pki, loadbalancer_tls_policy="modern")["global"]
+                 if line.startswith("ssl-")]
+    assert tls_lines == ["ssl-default-bind-curves X25519:prime256v1:secp384r1",
+                         f"ssl-default-bind-ciphersuites {TLS13_SUITES}",
+                         "ssl-default-bind-options prefer-client-ciphers ssl-min-ver TLSv1.3 no-tls-tickets"]
+
+
+@pytest.mark.parametrize(("variables", "location"), [
+    ({}, "https://%[req.hdr(host),field(1,:)]%[pathq]"),
+    ({"loadbalancer_tls_port": 8443}, "https://%[req.hdr(host),field(1,:)]:8443%[pathq]"),
+    ({"loadbalancer_tls_server_name": "llm.example.com"}, "https://llm.example.com%[pathq]"),
+], ids=["host-header", "other-port", "server-name"])
+def test_redirect_mode_sends_plain_http_to_https(role_renderer, pki, variables, location):
+    frontend = _sections(role_renderer, pki, loadbalancer_http_mode="redirect", **variables)["frontend vllm_api"]
+    assert frontend[0] == "bind 10.20.0.5:8000"
+    # Before the path filter: a plain request learns nothing but where HTTPS is.
+    assert frontend[2] == f"http-request redirect code 308 location {location} unless {{ ssl_fc }}"
+
+
+def test_serve_mode_and_hsts(role_renderer, pki):
+    frontend = _sections(role_renderer, pki, loadbalancer_http_mode="serve",
+                         loadbalancer_tls_hsts_max_age=31536000)["frontend vllm_api"]
+    assert frontend[0] == "bind 10.20.0.5:8000" and frontend[1].startswith("bind 10.20.0.5:443 ssl crt ")
+    assert not any("redirect" in line for line in frontend)
+    assert 'http-after-response set-header Strict-Transport-Security "max-age=31536000" if { ssl_fc }' in frontend
+
+
+def test_the_pem_file_holds_the_chain_then_the_key_and_is_named_after_the_certificate(role_renderer, pki):
+    renderer = _renderer(role_renderer, **_tls(pki))
+    assert renderer.var("_loadbalancer_tls_pem") == pki.chain + pki.key_pem
+    path = renderer.var("_loadbalancer_tls_pem_path")
+    assert _renderer(role_renderer, **_tls(pki)).var("_loadbalancer_tls_pem_path") == path
+    renewed = _renderer(role_renderer, **_issued(pki.intermediate))
+    assert renewed.var("_loadbalancer_tls_pem_path") != path
+
+
+def test_the_key_is_written_root_only_and_never_logged():
+    tasks = {task["name"]: task for task in _tasks("configure.yml")}
+    directory = tasks["Create the directory of the TLS certificates (root-only)"]["ansible.builtin.file"]
+    assert (directory["owner"], directory["mode"]) == ("root", "0700")
+    write_task = tasks["Write the certificate, its intermediates and its private key for HAProxy (root-only)"]
+    assert write_task["no_log"] is True
+    assert (write_task["ansible.builtin.copy"]["owner"], write_task["ansible.builtin.copy"]["mode"]) == ("root", "0600")
+    names = list(tasks)
+    # The configuration that names the new file is checked (haproxy -c) with it; old files go only after that.
+    assert names.index("Write the certificate, its intermediates and its private key for HAProxy (root-only)") < \
+        names.index("Write the HAProxy configuration (checked by haproxy before it replaces the old one)") < \
+        names.index("Remove them, their keys with them")
+
+
+def _write_pem(role_renderer, path: pathlib.Path, variables: dict) -> pathlib.Path:
+    """The PEM file as the role writes it, root-only."""
+    path.write_text(_renderer(role_renderer, **variables).var("_loadbalancer_tls_pem"))
+    path.chmod(0o600)
+    return path
+
+
+@needs_haproxy
+@pytest.mark.parametrize("variables", [
+    {},
+    {"loadbalancer_http_mode": "redirect", "loadbalancer_tls_hsts_max_age": 600,
+     "loadbalancer_tls_server_name": "localhost", "loadbalancer_tls_port": 8443},
+    {"loadbalancer_http_mode": "serve", "loadbalancer_tls_policy": "modern", "loadbalancer_stats_enabled": False},
+], ids=["defaults", "redirect-hsts", "serve-modern"])
+def test_haproxy_accepts_the_tls_configuration(role_renderer, pki, tmp_path, variables):
+    settings = {**_tls(pki), "_loadbalancer_tls_pem_path": str(tmp_path / "vllm_api.pem"),
+                "_loadbalancer_server_state_file": str(tmp_path / "server-state"),
+                "groups": {"gpu_nodes": ["node01", "node02", "node03"]}, **variables}
+    _write_pem(role_renderer, tmp_path / "vllm_api.pem", settings)
+    (tmp_path / "server-state").write_text("1\n")
+    result = balancer._check(_renderer(role_renderer, **settings).template("haproxy.cfg.j2"), tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "WARNING" not in result.stderr and "ALERT" not in result.stderr, result.stderr
+
+
+@needs_haproxy
+def test_haproxy_refuses_a_key_that_does_not_match(role_renderer, pki, tmp_path):
+    """What the role's `validate: haproxy -c` stops on the host, should the controller's check be skipped."""
+    settings = {**_tls(pki, loadbalancer_tls_private_key=key_pem(new_key())),
+                "_loadbalancer_tls_pem_path": str(tmp_path / "vllm_api.pem")}
+    _write_pem(role_renderer, tmp_path / "vllm_api.pem", settings)
+    result = balancer._check(_renderer(role_renderer, **settings).template("haproxy.cfg.j2"), tmp_path)
+    assert result.returncode != 0
+    assert "inconsistencies between private key and certificate" in result.stderr, result.stderr
+
+
+# --- a real HAProxy with TLS in front of the vLLM stand-in ----------------------------------------------------
+
+WEATHER_TOOL = standin.WEATHER_TOOL
+OPENSSL = shutil.which("openssl")
+CURL = shutil.which("curl")
+
+
+@pytest.fixture(scope="module")
+def vllm(tmp_path_factory):
+    """The vLLM stand-in with the guide's flags and an API key, on a free loopback port."""
+    tmp = tmp_path_factory.mktemp("vllm")
+    standin.make_hf_cache(tmp / "hf")
+    with standin.Server(standin.container_env(tmp), tmp, *standin.FULL_FEATURES, "--api-key", API_KEY) as server:
+        yield server
+
+
+def _start_proxy(role_renderer, tmp_path, pki, vllm, **variables):
+    """HAProxy with the role's TLS configuration on loopback (its certificate file written as the role writes it),
+    once the stand-in is in service."""
+    tls_port = balancer._free_port()
+    settings = {**_tls(pki), "loadbalancer_tls_port": tls_port,
+                "_loadbalancer_tls_pem_path": str(tmp_path / "vllm.pem"),
+                "loadbalancer_check_interval": "100ms", "loadbalancer_check_rise": 1, **variables}
+    _write_pem(role_renderer, tmp_path / "vllm.pem", settings)
+    proxy = balancer.HAProxy(role_renderer, tmp_path, [types.SimpleNamespace(name="node01", port=vllm.port)],
+                             **settings)
+    proxy.tls_port = tls_port
+    proxy.wait_for_status("node01", "UP")
+    return proxy
+
+
+@pytest.fixture(scope="module")
+def proxy(role_renderer, pki, vllm, tmp_path_factory):
+    """Intermediate policy, plain HTTP redirected to the server name, HSTS."""
+    started = _start_proxy(role_renderer, tmp_path_factory.mktemp("proxy"), pki, vllm,
+                           loadbalancer_http_mode="redirect", loadbalancer_tls_server_name="localhost",
+                           loadbalancer_tls_hsts_max_age=600)
+    yield started
+    started.stop()
+
+
+def _client(proxy, pki, verify_with_the_ca: bool = True) -> openai.OpenAI:
+    """The openai SDK against the balancer's HTTPS, with the test's CA or with the SDK's default trust store."""
+    http_client = (openai.DefaultHttpxClient(verify=ssl.create_default_context(cafile=str(pki.ca_file)))
+                   if verify_with_the_ca else None)
+    return openai.OpenAI(base_url=f"https://127.0.0.1:{proxy.tls_port}/v1", api_key=API_KEY, max_retries=0,
+                         timeout=30, http_client=http_client)
+
+
+@needs_haproxy
+@pytest.mark.skipif(CURL is None, reason="needs curl")
+def test_curl_verifies_the_chain_and_gets_a_chat_completion(proxy, pki):
+    result = subprocess.run(
+        [CURL, "--silent", "--show-error", "--cacert", str(pki.ca_file),
+         "--resolve", f"localhost:{proxy.tls_port}:127.0.0.1", "--header", f"Authorization: Bearer {API_KEY}",
+         "--json", json.dumps({"model": standin.MODEL, "messages": [{"role": "user", "content": "What is 2+2?"}]}),
+         "--write-out", "\n%{http_code} HTTP/%{http_version}",
+         f"https://localhost:{proxy.tls_port}/v1/chat/completions"],
+        capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    body, status = result.stdout.rsplit("\n", 1)
+    assert status == "200 HTTP/2"
+    assert json.loads(body)["choices"][0]["message"]["content"]
+
+
+@needs_haproxy
+@pytest.mark.skipif(CURL is None, reason="needs curl")
+def test_curl_without_the_ca_refuses_the_certificate(proxy):
+    result = subprocess.run([CURL, "--silent", "--show-error", f"https://127.0.0.1:{proxy.tls_port}/health"],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 60, result.stderr  # CURLE_PEER_FAILED_VERIFICATION
+    assert "unable to get local issuer certificate" in result.stderr
+
+
+@needs_haproxy
+def test_openai_sdk_streams_a_chat_completion_over_verified_tls(proxy, pki):
+    stream = _client(proxy, pki).chat.completions.create(
+        model=standin.MODEL, messages=[{"role": "user", "content": "Write about rivers"}], max_tokens=24, stream=True,
+        stream_options={"include_usage": True})
+    chunks = list(stream)
+    deltas = [chunk.choices[0].delta.content for chunk in chunks if chunk.choices and chunk.choices[0].delta.content]
+    assert len(deltas) > 5 and "".join(deltas).strip()
+    assert [chunk.choices[0].finish_reason for chunk in chunks if chunk.choices][-1] == "length"
+    assert chunks[-1].usage.completion_tokens == 24
+
+
+@needs_haproxy
+def test_openai_sdk_calls_a_tool_over_verified_tls(proxy, pki):
+    response = _client(proxy, pki).chat.completions.create(
+        model=standin.MODEL, tools=[WEATHER_TOOL],
+        messages=[{"role": "user", "content": "What is the weather in Paris?"}])
+    choice = response.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    (call,) = choice.message.tool_calls
+    assert call.function.name == "get_weather" and json.loads(call.function.arguments) == {"location": "Paris"}
+
+
+@needs_haproxy
+def test_openai_sdk_gets_reasoning_over_verified_tls(proxy, pki):
+    response = _client(proxy, pki).chat.completions.create(
+        model=standin.MODEL, messages=[{"role": "user", "content": standin.TRAIN_QUESTION}],
+        extra_body={"chat_template_kwargs": {"thinking": True}})
+    message = response.choices[0].message
+    reasoning = message.model_extra["reasoning"]  # vLLM 0.33's field, which the SDK keeps as an extra
+    assert "300" in reasoning and "60 km/h" in message.content
+
+
+@needs_haproxy
+def test_openai_sdk_without_the_ca_refuses_the_certificate(proxy, pki):
+    with pytest.raises(openai.APIConnectionError) as refused:
+        _client(proxy, pki, verify_with_the_ca=False).models.list()
+    causes, error = [], refused.value
+    while error is not None:
+        causes.append(str(error))
+        error = error.__cause__ or error.__context__
+    assert any("CERTIFICATE_VERIFY_FAILED" in cause for cause in causes), causes
+
+
+@needs_haproxy
+def test_plain_http_is_redirected_to_the_https_name_and_hsts_is_sent_over_tls(proxy, pki):
+    redirect = requests.post(f"http://127.0.0.1:{proxy.port}/v1/chat/completions?trace=1", json={},
+                             allow_redirects=False, timeout=5)
+    assert redirect.status_code == 308
+    assert redirect.headers["Location"] == f"https://localhost:{proxy.tls_port}/v1/chat/completions?trace=1"
+    assert "Strict-Transport-Security" not in redirect.headers
+    over_tls = requests.get(f"https://127.0.0.1:{proxy.tls_port}/health", verify=str(pki.ca_file), timeout=5)
+    assert over_tls.status_code == 200 and over_tls.headers["Strict-Transport-Security"] == "max-age=600"
+    # The path filter holds over TLS too.
+    assert requests.post(f"https://127.0.0.1:{proxy.tls_port}/invocations", json={}, verify=str(pki.ca_file),
+                         timeout=5).status_code == 404
+
+
+def _handshake(port: int, pki, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([OPENSSL, "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "localhost",
+                           "-CAfile", str(pki.ca_file), "-verify_return_error", *args],
+                          input="", capture_output=True, text=True, timeout=30)
+
+
+@needs_haproxy
+@pytest.mark.skipif(OPENSSL is None, reason="needs openssl")
+@pytest.mark.parametrize(("args", "alert"), [
+    # SECLEVEL=0 lets OpenSSL 3 offer TLS 1.0 and 1.1, so the refusal is HAProxy's.
+    (["-tls1", "-cipher", "DEFAULT@SECLEVEL=0"], "alert protocol version"),
+    (["-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0"], "alert protocol version"),
+    # CBC ciphers the certificate's key could use, without AEAD.
+    (["-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-SHA"], "alert handshake failure"),
+    (["-tls1_2", "-cipher", "ECDHE-ECDSA-AES256-SHA384"], "alert handshake failure"),
+], ids=["tls1.0", "tls1.1", "cbc-sha1", "cbc-sha384"])
+def test_old_protocols_and_weak_ciphers_are_refused(proxy, pki, args, alert):
+    result = _handshake(proxy.tls_port, pki, *args)
+    assert result.returncode != 0 and alert in result.stderr, result.stdout + result.stderr
+
+
+@needs_haproxy
+@pytest.mark.skipif(OPENSSL is None, reason="needs openssl")
+@pytest.mark.parametrize(("args", "protocol"), [
+    (["-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256"], "TLSv1.2"),
+    (["-tls1_2", "-cipher", "ECDHE-ECDSA-CHACHA20-POLY1305"], "TLSv1.2"),
+    (["-tls1_3"], "TLSv1.3"),
+], ids=["tls1.2-gcm", "tls1.2-chacha20", "tls1.3"])
+def test_tls_1_2_with_aead_and_tls_1_3_are_accepted_with_a_verified_chain(proxy, pki, args, protocol):
+    result = _handshake(proxy.tls_port, pki, *args)
+    assert result.returncode == 0, result.stderr
+    assert f"New, {protocol}, Cipher is" in result.stdout and "Verify return code: 0 (ok)" in result.stdout
+
+
+@needs_haproxy
+@pytest.mark.parametrize(("mode", "policy"), [("close", "modern"), ("serve", "intermediate")])
+def test_plain_http_closed_or_served_as_configured(role_renderer, pki, vllm, tmp_path, mode, policy):
+    proxy = _start_proxy(role_renderer, tmp_path, pki, vllm, loadbalancer_http_mode=mode,
+                         loadbalancer_tls_policy=policy)
+    try:
+        if mode == "close":
+            with pytest.raises(requests.ConnectionError):
+                requests.get(f"http://127.0.0.1:{proxy.port}/health", timeout=5)
+        else:
+            assert requests.get(f"http://127.0.0.1:{proxy.port}/health", timeout=5).status_code == 200
+        assert requests.get(f"https://127.0.0.1:{proxy.tls_port}/health", verify=str(pki.ca_file),
+                            timeout=5).status_code == 200
+        if policy == "modern" and OPENSSL:
+            refused = _handshake(proxy.tls_port, pki, "-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256")
+            assert refused.returncode != 0 and "alert protocol version" in refused.stderr, refused.stderr
+    finally:
+        proxy.stop()
+
+
+# --- the role's tasks on this machine -----------------------------------------------------------------------
+
+ANSIBLE_PLAYBOOK = pathlib.Path(sys.executable).with_name("ansible-playbook")
+
+
+def _configure(tmp_path: pathlib.Path, variables: dict) -> subprocess.CompletedProcess:
+    """The role's tasks/configure.yml run locally, every path in tmp_path; its handlers are replaced by ones that
+    only say they ran (this machine's systemd and HAProxy are left alone)."""
+    role = tmp_path / "roles" / "loadbalancer"
+    if not role.exists():
+        role.mkdir(parents=True)
+        for part in ("defaults", "meta", "tasks", "templates", "vars"):
+            (role / part).symlink_to(ROLE / part)
+        (role / "handlers").mkdir()
+        handlers = [{"name": task["name"], "ansible.builtin.debug": {"msg": f"handler ran: {task['name']}"}}
+                    for task in yaml.safe_load((ROLE / "handlers" / "main.yml").read_text())]
+        (role / "handlers" / "main.yml").write_text(yaml.safe_dump(handlers))
+        (tmp_path / "ansible.cfg").write_text(f"[defaults]\nroles_path = {tmp_path / 'roles'}\n"
+                                              f"filter_plugins = {REPO / 'plugins' / 'filter'}\n")
+        (tmp_path / "configure.yml").write_text(yaml.safe_dump([{
+            "hosts": "localhost", "connection": "local", "gather_facts": False,
+            "tasks": [{"name": "Configure", "ansible.builtin.include_role": {"name": "loadbalancer",
+                                                                               "tasks_from": "configure.yml"}}]}]))
+        (tmp_path / "server-state").write_text("1\n")
+    paths = {"_loadbalancer_config_path": str(tmp_path / "haproxy.cfg"),
+             "_loadbalancer_server_state_file": str(tmp_path / "server-state"),
+             "_loadbalancer_dropin_path": str(tmp_path / "haproxy.service.d" / "server-state.conf"),
+             "_loadbalancer_save_state_script": str(tmp_path / "haproxy-save-server-state"),
+             "_loadbalancer_tls_dir": str(tmp_path / "tls"), "loadbalancer_admin_socket": str(tmp_path / "admin.sock"),
+             "loadbalancer_backend_servers": [{"name": "node01", "address": "127.0.0.1", "port": 8000}],
+             "loadbalancer_listen_address": "127.0.0.1", "ansible_python_interpreter": sys.executable}
+    # --diff -v: what an operator's run shows, where the key must not appear.
+    return subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", "localhost,", "configure.yml", "--diff", "-v", "-e",
+                           json.dumps({**paths, **variables})], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "ANSIBLE_CONFIG": str(tmp_path / "ansible.cfg"),
+                                            "ANSIBLE_NOCOLOR": "1"})
+
+
+@pytest.mark.skipif(balancer.HAPROXY is None or not ANSIBLE_PLAYBOOK.exists() or os.geteuid() != 0,
+                    reason="needs haproxy, ansible-playbook next to this Python, and root (the files are root's)")
+def test_the_roles_tasks_keep_the_old_pair_until_haproxy_accepts_the_new_one(pki, tmp_path):
+    tls_dir = tmp_path / "tls"
+    first = _configure(tmp_path, _tls(pki))
+    assert first.returncode == 0, first.stdout[-3000:]
+    (served,) = tls_dir.iterdir()
+    assert served.read_text() == pki.chain + pki.key_pem and (served.stat().st_mode & 0o777) == 0o600
+    assert (tls_dir.stat().st_mode & 0o777) == 0o700
+    assert f"ssl crt {served} " in (tmp_path / "haproxy.cfg").read_text()
+    assert "handler ran: Reload haproxy" in first.stdout
+    assert not [line for line in _key_lines(_tls(pki)) if line in first.stdout], "the run showed the key"
+
+    # A key that is not the certificate's (the controller's check skipped): haproxy -c refuses the configuration
+    # that names it, and the one on disk still names the old file, which is still there.
+    renewed = _issued(pki.intermediate)
+    refused = _configure(tmp_path, {**renewed, "loadbalancer_tls_private_key": key_pem(new_key())})
+    assert refused.returncode != 0
+    assert "inconsistencies between private key and certificate" in refused.stdout
+    assert f"ssl crt {served} " in (tmp_path / "haproxy.cfg").read_text() and served.exists()
+
+    second = _configure(tmp_path, renewed)
+    assert second.returncode == 0, second.stdout[-3000:]
+    (new,) = tls_dir.iterdir()
+    assert new != served and new.read_text().endswith(renewed["loadbalancer_tls_private_key"])
+    assert f"ssl crt {new} " in (tmp_path / "haproxy.cfg").read_text()
+
+    plain = _configure(tmp_path, {})
+    assert plain.returncode == 0, plain.stdout[-3000:]
+    assert list(tls_dir.iterdir()) == [] and " ssl " not in (tmp_path / "haproxy.cfg").read_text()
