@@ -3,7 +3,7 @@ change, with a message naming the variable and the fix; HAProxy 2.6 accepts the 
 it, in front of the vLLM stand-in, is reached by curl and the `openai` SDK over a verified chain (chat streamed, a
 tool call, reasoning), while a client without the CA, TLS 1.0/1.1 and weak ciphers are refused and plain HTTP is
 redirected, closed or served as configured; the role's tasks keep the old certificate until HAProxy has accepted
-the new one.
+the new one; the certificates' expiry metric is written for the node exporter.
 
 The certificates are made here with `cryptography` (tests/helpers/tls_certificates.py): a root CA, an intermediate,
 and a server certificate for localhost and 127.0.0.1.
@@ -30,6 +30,7 @@ from tls_certificates import CertificateAuthority, certificate_pem, key_pem, new
 REPO = pathlib.Path(__file__).resolve().parents[3]
 ROLE = REPO / "roles" / "loadbalancer"
 API_KEY = "sk-tls-test-5c1e9a7d"
+METRIC = "loadbalancer_tls_certificate_expiry_timestamp_seconds"
 
 
 def _load_file(name: str, path: pathlib.Path):
@@ -387,6 +388,83 @@ def test_haproxy_refuses_a_key_that_does_not_match(role_renderer, pki, tmp_path)
     result = balancer._check(_renderer(role_renderer, **settings).template("haproxy.cfg.j2"), tmp_path)
     assert result.returncode != 0
     assert "inconsistencies between private key and certificate" in result.stderr, result.stderr
+
+
+# --- the expiry metric --------------------------------------------------------------------------------------------
+
+SAMPLE = re.compile(rf'{METRIC}\{{path="(?P<path>[^"\\\n]+)"\}} (?P<value>[0-9]+)')
+
+
+def _run_metric_script(role_renderer, tmp_path, directory: pathlib.Path) -> tuple[subprocess.CompletedProcess, str]:
+    script = tmp_path / "haproxy-tls-expiry-metric"
+    script.write_text(_renderer(role_renderer).template("haproxy-tls-expiry-metric.j2"))
+    output = tmp_path / "textfile" / "loadbalancer_tls.prom"
+    output.parent.mkdir(exist_ok=True)
+    result = subprocess.run(["/bin/sh", str(script), str(directory), str(output)], capture_output=True, text=True,
+                            timeout=30)
+    return result, output.read_text()
+
+
+def test_the_metric_gives_each_certificates_expiry_in_unix_time(role_renderer, pki, tmp_path):
+    directory = tmp_path / "tls"
+    directory.mkdir()
+    soon, soon_key = pki.root.issue(days=10)
+    first = _write_pem(role_renderer, directory / "vllm_api-a.pem", _tls(pki))
+    second = _write_pem(role_renderer, directory / "vllm_api-b.pem", {
+        "loadbalancer_tls_certificate": certificate_pem(soon), "loadbalancer_tls_private_key": key_pem(soon_key)})
+    result, text = _run_metric_script(role_renderer, tmp_path, directory)
+    assert result.returncode == 0, result.stderr
+    lines = text.splitlines()
+    assert lines[0].startswith(f"# HELP {METRIC} ") and lines[1] == f"# TYPE {METRIC} gauge"
+    samples = [SAMPLE.fullmatch(line) for line in lines[2:]]
+    assert all(samples), lines
+    # The server certificate's notAfter (the first of each file), not the intermediate's.
+    assert [(sample["path"], int(sample["value"])) for sample in samples] == [
+        (str(first), int(pki.certificate.not_valid_after_utc.timestamp())),
+        (str(second), int(soon.not_valid_after_utc.timestamp())),
+    ]
+    assert [path.name for path in (tmp_path / "textfile").iterdir()] == ["loadbalancer_tls.prom"]
+
+
+def test_the_metric_leaves_out_an_unreadable_certificate_and_fails(role_renderer, pki, tmp_path):
+    directory = tmp_path / "tls"
+    directory.mkdir()
+    good = _write_pem(role_renderer, directory / "vllm_api-a.pem", _tls(pki))
+    (directory / "vllm_api-b.pem").write_text("not a certificate\n")
+    result, text = _run_metric_script(role_renderer, tmp_path, directory)
+    assert result.returncode == 1
+    assert [match["path"] for match in map(SAMPLE.fullmatch, text.splitlines()[2:])] == [str(good)]
+
+
+def test_the_metric_is_empty_without_certificates(role_renderer, tmp_path):
+    directory = tmp_path / "tls"
+    directory.mkdir()
+    result, text = _run_metric_script(role_renderer, tmp_path, directory)
+    assert result.returncode == 0, result.stderr
+    assert [line.split()[1] for line in text.splitlines()] == ["HELP", "TYPE"]
+
+
+def test_the_metric_script_is_valid_sh(role_renderer, tmp_path):
+    """What the role's `validate: sh -n %s` runs."""
+    script = tmp_path / "haproxy-tls-expiry-metric"
+    script.write_text(_renderer(role_renderer).template("haproxy-tls-expiry-metric.j2"))
+    result = subprocess.run(["/bin/sh", "-n", str(script)], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
+def test_the_metric_units_are_valid(role_renderer, tmp_path):
+    renderer = _renderer(role_renderer)
+    for kind in ("service", "timer"):
+        (tmp_path / f"haproxy-tls-expiry-metric.{kind}").write_text(
+            renderer.template(f"haproxy-tls-expiry-metric.{kind}.j2"))
+    result = subprocess.run(["systemd-analyze", "verify", str(tmp_path / "haproxy-tls-expiry-metric.service"),
+                             str(tmp_path / "haproxy-tls-expiry-metric.timer")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "haproxy-tls-expiry-metric" not in result.stderr, result.stderr
+    service = (tmp_path / "haproxy-tls-expiry-metric.service").read_text().splitlines()
+    assert "ExecStart=/bin/sh /usr/local/sbin/haproxy-tls-expiry-metric" in service
+    assert "ReadWritePaths=/var/lib/prometheus/node-exporter" in service
 
 
 # --- a real HAProxy with TLS in front of the vLLM stand-in ----------------------------------------------------
