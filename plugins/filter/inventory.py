@@ -14,8 +14,8 @@ short_description: Misspelt role variables among the names an inventory sets
 description:
   - Returns one message per variable name that starts with a role's prefix (the role name and an underscore)
     but is not one of that role's options, or that closely resembles a role option without being one.
-  - Names that resemble nothing are the inventory's own business (connection settings, vault variables,
-    site-specific values) and are left alone.
+  - Names that resemble nothing are the inventory's own business (connection settings, site-specific values) and
+    are left alone, as are vault variables (C(vault_) and the name of the role variable they feed).
 positional: _input, role_options
 options:
   _input:
@@ -47,7 +47,8 @@ def inventory_variable_problems(names, role_options):
     options = {option: role for role, role_option_names in role_options.items() for option in role_option_names}
     problems = []
     for name in sorted(set(names)):
-        if name in options or name.startswith(("ansible_", "_")):
+        # vault_<name>: Ansible's convention for the vault side of a value the inventory maps to a role's variable.
+        if name in options or name.startswith(("ansible_", "_", "vault_")):
             continue
         role = _owning_role(name, role_options)
         candidates = role_options[role] if role else list(options)

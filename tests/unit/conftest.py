@@ -4,9 +4,12 @@ import pathlib
 
 import pytest
 from ansible.parsing.dataloader import DataLoader
+from ansible.plugins.loader import init_plugin_loader
 from ansible.template import Templar, trust_as_template
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
+# As ansible-playbook does at start: plugins named by their full name (ansible.builtin.file) can then be found.
+init_plugin_loader()
 
 
 class RoleRenderer:
@@ -42,6 +45,7 @@ class RoleRenderer:
         return self.templar.template(trust_as_template(source))
 
 
-@pytest.fixture
+# Session-wide: it is only the class, and module-scoped fixtures (a shared HAProxy) need it too.
+@pytest.fixture(scope="session")
 def role_renderer():
     return RoleRenderer

@@ -10,11 +10,15 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import re
+import shutil
 import subprocess
 
 import pytest
 import yaml
+from ansible.parsing.vault import VaultLib, VaultSecret
 from hf_hub.hub_process import HubProcess  # tests/sim/, on sys.path through tests/conftest.py
+from tls_certificates import CertificateAuthority, certificate_pem, key_pem, new_key  # tests/helpers/
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 KEY = "f3a94c0e7b21d58a6c9e04b7d1f2a3c5"
@@ -90,3 +94,83 @@ def test_good_values_pass_validation_and_only_then_contact_the_nodes(inventory):
     run = site(inventory, {}, "--limit", "node-a")
     assert "UNREACHABLE" in run.stdout, (run.stdout + run.stderr)[-3000:]
     assert "Preflight checks on the GPU nodes" in run.stdout
+
+
+# The load balancer's certificate and key, refused by playbooks/validate.yml on the controller too.
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("tls")
+    authority = CertificateAuthority()
+    certificate, key = authority.issue(("llm.example.internal",))
+    expired, expired_key = authority.issue(("llm.example.internal",), days=-1, not_before_days=-30)
+    (directory / "ca.pem").write_text(authority.pem)
+    (directory / "chain.pem").write_text(certificate_pem(certificate))
+    (directory / "vault-password").write_text("tls-test-vault-password\n")
+    return {"directory": directory, "certificate": certificate_pem(certificate), "key": key_pem(key),
+            "expired": certificate_pem(expired), "expired_key": key_pem(expired_key),
+            "vault": VaultLib([("default", VaultSecret(b"tls-test-vault-password"))])}
+
+
+TLS_BAD_VALUES = [
+    ("tls-key-of-another-certificate",
+     lambda tls: {"loadbalancer_tls_certificate": tls["certificate"],
+                  "loadbalancer_tls_private_key": key_pem(new_key())},
+     "loadbalancer_tls_private_key does not belong to the server certificate in loadbalancer_tls_certificate"),
+    ("tls-expired",
+     lambda tls: {"loadbalancer_tls_certificate": tls["expired"], "loadbalancer_tls_private_key": tls["expired_key"]},
+     "loadbalancer_tls_certificate: the server certificate (CN=llm.example.internal) expired on"),
+    ("tls-name-not-covered",
+     lambda tls: {"loadbalancer_tls_certificate": tls["certificate"], "loadbalancer_tls_private_key": tls["key"],
+                  "loadbalancer_tls_server_name": "llm.example.com"},
+     "not for llm.example.com (loadbalancer_tls_server_name)"),
+    ("tls-key-file-missing",
+     lambda tls: {"loadbalancer_tls_certificate": tls["certificate"],
+                  "loadbalancer_tls_private_key_file": str(tls["directory"] / "absent.key")},
+     "absent.key, which is not a file on the controller"),
+    ("tls-http-mode", lambda tls: {"loadbalancer_http_mode": "upgrade"},
+     "value of loadbalancer_http_mode must be one of"),
+]
+
+
+@pytest.mark.parametrize(("build", "expected"), [case[1:] for case in TLS_BAD_VALUES],
+                         ids=[case[0] for case in TLS_BAD_VALUES])
+def test_bad_tls_values_are_refused_before_any_host_is_contacted(inventory, tls, build, expected):
+    run = site(inventory, build(tls))
+    assert_refused_without_contact(run, expected)
+    assert tls["key"].splitlines()[1] not in run.stdout + run.stderr
+
+
+def _prod_style_inventory(directory: pathlib.Path, inventory: pathlib.Path, tls: dict, key_in: str) -> pathlib.Path:
+    """The test's inventory with TLS set as inventories/prod/ shows it: the chain in files/, the key in the vault
+    (group_vars/all/vault.yml) or in an ansible-vault encrypted file, mapped in group_vars/loadbalancers/."""
+    (directory / "files").mkdir(parents=True)
+    (directory / "group_vars" / "all").mkdir(parents=True)
+    (directory / "group_vars" / "loadbalancers").mkdir()
+    shutil.copy(inventory, directory / "hosts.yml")
+    shutil.copy(tls["directory"] / "chain.pem", directory / "files" / "llm.example.internal.fullchain.pem")
+    shutil.copy(tls["directory"] / "ca.pem", directory / "files" / "internal-ca.pem")
+    settings = {"loadbalancer_tls_certificate_file": "{{ inventory_dir }}/files/llm.example.internal.fullchain.pem",
+                "loadbalancer_tls_server_name": "llm.example.internal",
+                "loadbalancer_tls_ca_file": "{{ inventory_dir }}/files/internal-ca.pem"}
+    if key_in == "vault-variable":
+        settings["loadbalancer_tls_private_key"] = "{{ vault_loadbalancer_tls_private_key }}"
+        (directory / "group_vars" / "all" / "vault.yml").write_bytes(
+            tls["vault"].encrypt(yaml.safe_dump({"vault_loadbalancer_tls_private_key": tls["key"]})))
+    else:
+        settings["loadbalancer_tls_private_key_file"] = "{{ inventory_dir }}/files/llm.example.internal.key"
+        (directory / "files" / "llm.example.internal.key").write_bytes(tls["vault"].encrypt(tls["key"]))
+    (directory / "group_vars" / "loadbalancers" / "main.yml").write_text(yaml.safe_dump(settings))
+    return directory
+
+
+@pytest.mark.parametrize("key_in", ["vault-variable", "vault-file"])
+def test_a_good_certificate_with_its_key_from_the_vault_passes_validation(inventory, tls, tmp_path, key_in):
+    """The control case, as inventories/prod/ shows it: the chain checked against the CA and the name, the key
+    decrypted from the vault; validation passes and the preflight play goes on to the (closed) nodes."""
+    run = site(_prod_style_inventory(tmp_path, inventory, tls, key_in), {},
+               "--vault-password-file", str(tls["directory"] / "vault-password"))
+    output = run.stdout + run.stderr
+    assert re.search(r"TASK \[loadbalancer : Check the certificate, its chain and its private key\] \**\nok: \[lb-a\]",
+                     run.stdout), output[-3000:]
+    assert "UNREACHABLE" in run.stdout and "Preflight checks on the GPU nodes" in run.stdout, output[-3000:]
+    assert tls["key"].splitlines()[1] not in output

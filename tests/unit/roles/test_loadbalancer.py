@@ -80,22 +80,27 @@ def test_explicit_servers_replace_the_group(role_renderer):
         "server a 192.0.2.1:8000", "server b 192.0.2.2:8001"]
 
 
-def _validation_passes(renderer) -> list[bool]:
-    """Each assert of the role's tasks/validate.yml, evaluated with its task vars."""
-    tasks = yaml.safe_load((renderer.role_dir / "tasks" / "validate.yml").read_text())
-    return [renderer.render("{{ " + task["ansible.builtin.assert"]["that"] + " }}", task.get("vars"))
-            for task in tasks]
+def _validation_passes(renderer, tasks_file: str) -> list[bool]:
+    """Each assert of one of the role's tasks files, evaluated with its task vars (True when its `when` skips it)."""
+    tasks = yaml.safe_load((renderer.role_dir / "tasks" / tasks_file).read_text())
+    return [("when" in task and not renderer.render("{{ " + task["when"] + " }}"))
+            or renderer.render("{{ " + task["ansible.builtin.assert"]["that"] + " }}", task.get("vars"))
+            for task in tasks if "ansible.builtin.assert" in task]
 
 
-@pytest.mark.parametrize(("overrides", "expected"), [
-    ({}, [True, True, True]),
-    ({"groups": {"gpu_nodes": []}}, [False, True, True]),
+# validate.yml: servers, unique names, TLS settings, TLS certificate (skipped without TLS; see
+# test_loadbalancer_tls.py); preflight.yml, which needs the balancer's facts: not balancing onto itself.
+@pytest.mark.parametrize(("overrides", "tasks_file", "expected"), [
+    ({}, "validate.yml", [True, True, True, True]),
+    ({}, "preflight.yml", [True]),
+    ({"groups": {"gpu_nodes": []}}, "validate.yml", [False, True, True, True]),
     ({"loadbalancer_backend_servers": [{"name": "a", "address": "192.0.2.1", "port": 8000},
-                                       {"name": "a", "address": "192.0.2.2", "port": 8000}]}, [True, False, True]),
-    ({"loadbalancer_listen_address": "10.30.0.12", "loadbalancer_port": 9000}, [True, True, False]),
-], ids=["valid", "no-servers", "duplicate-names", "balances-onto-itself"])
-def test_validation(role_renderer, overrides, expected):
-    assert _validation_passes(_renderer(role_renderer, **overrides)) == expected
+                                       {"name": "a", "address": "192.0.2.2", "port": 8000}]},
+     "validate.yml", [True, False, True, True]),
+    ({"loadbalancer_listen_address": "10.30.0.12", "loadbalancer_port": 9000}, "preflight.yml", [False]),
+], ids=["valid", "valid-preflight", "no-servers", "duplicate-names", "balances-onto-itself"])
+def test_validation(role_renderer, overrides, tasks_file, expected):
+    assert _validation_passes(_renderer(role_renderer, **overrides), tasks_file) == expected
 
 
 def test_default_configuration(role_renderer):
