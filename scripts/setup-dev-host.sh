@@ -3,8 +3,10 @@
 # running Docker engine. Safe to re-run; it changes nothing when all is in place. Needs root (or sudo).
 set -euo pipefail
 
-# haproxy, socat and prometheus (promtool) validate and exercise the loadbalancer and prometheus roles' configs.
-readonly PACKAGES=(docker.io debootstrap python3-venv gnupg reprepro dpkg-dev docker-registry haproxy socat prometheus)
+# haproxy, socat, keepalived and prometheus (promtool) validate and exercise the loadbalancer, loadbalancer_vip and
+# prometheus roles' configs.
+readonly PACKAGES=(docker.io debootstrap python3-venv gnupg reprepro dpkg-dev docker-registry haproxy socat keepalived
+  prometheus)
 
 as_root() { if [[ ${EUID} -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
 
@@ -24,9 +26,9 @@ if ((${#missing[@]})); then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# Debian's docker-registry, haproxy and prometheus start services of their own; the lab runs its own copies in
-# containers, and the tests run these binaries directly.
-for service in docker-registry haproxy prometheus; do
+# Debian's docker-registry, haproxy, keepalived and prometheus start services of their own; the lab runs its own
+# copies in containers, and the tests run these binaries directly.
+for service in docker-registry haproxy keepalived prometheus; do
   if [[ -d /run/systemd/system ]]; then as_root systemctl disable --now "${service}" >/dev/null 2>&1 || true; fi
 done
 
