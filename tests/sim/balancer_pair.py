@@ -7,7 +7,7 @@ loadbalancer and loadbalancer_vip roles render for it (only the paths of sockets
 root-only lines, are changed), and `net.ipv4.ip_nonlocal_bind=1` as the role sets it. The servers are the stand-in
 of tests/unit/roles/test_loadbalancer.py.
 
-`BalancerPair.failover(fault)` puts client load on the virtual IP, injects a fault into the balancer that holds
+`BalancerPair.failover(kind)` puts client load on the virtual IP, injects a fault into the balancer that holds
 it, and returns what the client saw:
 
     balancer   the holder vanishes: its interface goes down, its keepalived and HAProxy are killed (SIGKILL)
@@ -52,6 +52,9 @@ REQUEST_PATH = "/v1/stream?chunks=2"
 # Lines of HAProxy's `global` that need the Debian package's user and chroot.
 ROOT_ONLY = ("chroot ", "user ", "group ", "daemon")
 FAULTS = ("balancer", "haproxy")
+# Client load: about 45 requests a second, some 5 in flight at any time, and threads free to open new connections
+# while the address moves.
+THREADS, THINK = 12, 0.3
 _names = itertools.count()
 
 
@@ -65,17 +68,22 @@ def unavailable() -> str:
 
 @dataclasses.dataclass
 class Failover:
-    """What the client saw around one fault (times in seconds from the fault)."""
+    """What the client saw around one fault. Times are in seconds from the start of the fault; the fault takes a
+    few milliseconds to apply (`ip link set down`, the kernel reaping the killed HAProxy), and requests opened in
+    that time are counted apart."""
 
     fault: str
     holder_before: str
     holder_after: str
-    vip_back_after: float | None          # the first probe answered after the fault
+    fault_took: float                      # from the start of the fault until it was complete
+    vip_back_after: float | None           # the first probe answered, of those sent once the fault was complete
     requests: int                          # requests sent during the whole run
-    in_flight: int                         # requests started before the fault and not finished at it
+    in_flight: int                         # requests started before the fault and not finished when it started
     failed_in_flight: int                  # of those, how many failed
-    failed_new: list[dict]                 # requests started after the fault that failed: {start, error}
-    slowest_new: float                     # the longest request started after the fault
+    opened_during_fault: int               # requests started while the fault was being applied
+    failed_opened_during_fault: int        # of those, how many failed
+    failed_new: list[dict]                 # requests started once the fault was complete that failed: {start, error}
+    slowest_new: float                     # the longest request started once the fault was complete
 
     def summary(self) -> str:
         back = f"{self.vip_back_after:.2f} s" if self.vip_back_after is not None else "never"
@@ -83,8 +91,9 @@ class Failover:
         more = f" (+{len(self.failed_new) - 5} more)" if len(self.failed_new) > 5 else ""
         return (f"{self.fault}: {self.holder_before} -> {self.holder_after}, the address answered again after {back}; "
                 f"{self.requests} requests, {self.in_flight} in flight at the fault, {self.failed_in_flight} of them "
-                f"failed; {len(self.failed_new)} started after the fault failed{': ' + new + more if new else ''}; "
-                f"slowest request started after the fault: {self.slowest_new:.2f} s")
+                f"failed; {self.opened_during_fault} opened during the {self.fault_took * 1000:.0f} ms the fault took, "
+                f"{self.failed_opened_during_fault} of them failed; {len(self.failed_new)} started later failed"
+                f"{': ' + new + more if new else ''}; slowest request started later: {self.slowest_new:.2f} s")
 
 
 class BalancerPair:
@@ -235,23 +244,24 @@ class BalancerPair:
 
     # --- the measurement ----------------------------------------------------------------------------------
 
-    def inject(self, fault: str, holder: str) -> float:
-        """Injects the fault into the holder; returns its time (CLOCK_MONOTONIC)."""
+    def inject(self, fault: str, holder: str) -> tuple[float, float]:
+        """Injects the fault into the holder; returns when it started and when it was complete (CLOCK_MONOTONIC)."""
         haproxy = self.processes[f"{holder}-haproxy"]
+        started = time.monotonic()
         if fault == "haproxy":
-            at = time.monotonic()
             os.kill(haproxy.pid, signal.SIGKILL)
-            return at
-        at = time.monotonic()
+            haproxy.wait(timeout=10)  # reaped: its sockets are closed
+            return started, time.monotonic()
         self.run(holder, "ip", "link", "set", "eth0", "down")
+        complete = time.monotonic()
         for process in (self.processes[f"{holder}-keepalived"], haproxy):
             os.killpg(process.pid, signal.SIGKILL)
-        return at
+        return started, complete
 
-    def failover(self, fault: str, threads: int = 6, think: float = 0.1, timeout: float = 5.0,
+    def failover(self, kind: str, threads: int = THREADS, think: float = THINK, timeout: float = 5.0,
                  before: float = 1.5, after: float = 6.0) -> Failover:
         """Client load through the virtual IP for `before` seconds, the fault, `after` more seconds of load."""
-        assert fault in FAULTS, fault
+        assert kind in FAULTS, kind
         holder = self.wait_for_holder()
         log = (self.workdir / "client.log").open("ab")
         client = subprocess.Popen(
@@ -265,30 +275,31 @@ class BalancerPair:
             if line.strip() != "READY":
                 raise RuntimeError(f"the load client did not reach {VIP}: {line!r}, see {self.workdir / 'client.log'}")
             time.sleep(before)
-            fault_at = self.inject(fault, holder)
+            fault_times = self.inject(kind, holder)
             time.sleep(after)
             output, _ = client.communicate(timeout=timeout + 15)  # closes stdin: the client stops
         finally:
             if client.poll() is None:
                 client.kill()
                 client.wait(timeout=10)
-        records = json.loads(output)
-        survivors = [name for name in BALANCERS if name != holder]
-        return _analyse(fault, holder, self.holders() if fault == "haproxy" else
-                        [name for name in self.holders() if name in survivors], records, fault_at)
+        # The vanished holder still has the address on its (down) interface: only a reachable holder counts.
+        holders = [name for name in self.holders() if kind == "haproxy" or name != holder]
+        return _analyse(kind, holder, holders, json.loads(output), *fault_times)
 
 
-def _analyse(fault: str, holder: str, holders_after: list[str], records: dict, fault_at: float) -> Failover:
+def _analyse(fault: str, holder: str, holders_after: list[str], records: dict, started: float,
+             complete: float) -> Failover:
     requests = records["requests"]
-    in_flight = [r for r in requests if r["start"] < fault_at < r["end"]]
-    new = [r for r in requests if r["start"] >= fault_at]
-    answered = [probe["end"] for probe in records["probes"] if probe["ok"] and probe["start"] >= fault_at]
+    in_flight = [r for r in requests if r["start"] < started < r["end"]]
+    during = [r for r in requests if started <= r["start"] < complete]
+    new = [r for r in requests if r["start"] >= complete]
+    answered = [probe["end"] for probe in records["probes"] if probe["ok"] and probe["start"] >= complete]
     return Failover(
         fault=fault, holder_before=holder, holder_after=",".join(holders_after) or "none",
-        vip_back_after=min(answered) - fault_at if answered else None,
-        requests=len(requests), in_flight=len(in_flight),
-        failed_in_flight=sum(1 for r in in_flight if r["error"]),
-        failed_new=[{"start": round(r["start"] - fault_at, 3), "error": r["error"]} for r in new if r["error"]],
+        fault_took=complete - started, vip_back_after=min(answered) - started if answered else None,
+        requests=len(requests), in_flight=len(in_flight), failed_in_flight=sum(1 for r in in_flight if r["error"]),
+        opened_during_fault=len(during), failed_opened_during_fault=sum(1 for r in during if r["error"]),
+        failed_new=[{"start": round(r["start"] - started, 3), "error": r["error"]} for r in new if r["error"]],
         slowest_new=max((r["end"] - r["start"] for r in new), default=0.0))
 
 
@@ -353,8 +364,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     load = commands.add_parser("load", help="the load client (run in the client namespace)")
-    load.add_argument("--threads", type=int, default=6)
-    load.add_argument("--think", type=float, default=0.1, help="longest pause between two requests of a thread")
+    load.add_argument("--threads", type=int, default=THREADS)
+    load.add_argument("--think", type=float, default=THINK, help="longest pause between two requests of a thread")
     load.add_argument("--timeout", type=float, default=5.0, help="socket timeout of a request")
     arguments = parser.parse_args()
     _load(arguments.threads, arguments.think, arguments.timeout)
