@@ -79,7 +79,8 @@ def _range_problems(settings):
     if interval is None or not low <= interval <= high:
         problems.append(
             f"loadbalancer_vip_advert_interval is {settings.get('advert_interval')!r}: VRRPv3 sends adverts every "
-            f"{low} to {high} s. Set a number of seconds in that range (0.5 replaces a dead holder in about 1.8 s).")
+            f"{low} to {high} s. Set a number of seconds in that range (at 0.5 a dead holder is replaced within "
+            "1.8 s).")
     for name in ("check_fall", "check_rise"):
         count = _number(settings.get(name))
         if count is None or count < 1:
