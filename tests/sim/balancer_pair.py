@@ -10,13 +10,14 @@ of tests/unit/roles/test_loadbalancer.py.
 `BalancerPair.failover(kind)` puts client load on the virtual IP, injects a fault into the balancer that holds
 it, and returns what the client saw:
 
-    balancer   the holder vanishes: its interface goes down, its keepalived and HAProxy are killed (SIGKILL)
+    balancer   the holder vanishes: its interface goes down (SIOCSIFFLAGS from a helper started beforehand, this
+               file's `cut`), then its keepalived and HAProxy are killed (SIGKILL)
     haproxy    only the holder's HAProxy is killed (SIGKILL); its keepalived keeps running
 
-Run as a script in the client namespace, this file is the load client (`load`): a few threads send short
-streamed requests through the virtual IP in a loop, each on a new connection, with a pause of up to
---think seconds between two, and a prober opens a new connection every 20 ms to GET /health with a 100 ms
-timeout (its answers time the address's return; they are not counted as requests). It stops when its stdin is
+Run as a script in the client namespace, this file is the load client (`load`): --threads threads (12) send short
+streamed requests through the virtual IP in a loop, each on a new connection with a 5 s socket timeout and a
+pause of up to --think seconds (0.3) between two, and a prober opens a new connection every 20 ms to GET /health
+with a 100 ms timeout (its answers time the address's return; they are not counted as requests). It stops when its stdin is
 closed and prints every request and probe as JSON, timed with CLOCK_MONOTONIC, which the namespaces share.
 """
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import fcntl
 import http.client
 import itertools
 import json
@@ -34,6 +36,7 @@ import select
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -176,7 +179,6 @@ class BalancerPair:
                              loadbalancer_port=PORT, loadbalancer_admin_socket=str(directory / "admin.sock"),
                              loadbalancer_backend_servers=[{"name": server, "address": address, "port": PORT}
                                                            for server, address in SERVERS.items()],
-                             loadbalancer_check_interval="500ms",
                              _loadbalancer_server_state_file=str(directory / "server-state"))
         (directory / "haproxy.cfg").write_text(
             "\n".join(line for line in config.splitlines() if not line.strip().startswith(ROOT_ONLY)) + "\n")
@@ -244,7 +246,18 @@ class BalancerPair:
 
     # --- the measurement ----------------------------------------------------------------------------------
 
-    def inject(self, fault: str, holder: str) -> tuple[float, float]:
+    def _link_cutter(self, member: str) -> subprocess.Popen:
+        """This file's `cut` in the member's namespace, ready to take its eth0 down when told (starting `ip` at the
+        fault would take milliseconds, and far longer on a busy machine)."""
+        cutter = subprocess.Popen(["ip", "netns", "exec", self.namespace(member), sys.executable, __file__, "cut",
+                                   "eth0"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                  start_new_session=True)
+        self.processes[f"{member}-cut"] = cutter
+        if cutter.stdout.readline().strip() != "READY":
+            raise RuntimeError(f"the link cutter did not start in {member}")
+        return cutter
+
+    def inject(self, fault: str, holder: str, cutter: subprocess.Popen | None = None) -> tuple[float, float]:
         """Injects the fault into the holder; returns when it started and when it was complete (CLOCK_MONOTONIC)."""
         haproxy = self.processes[f"{holder}-haproxy"]
         started = time.monotonic()
@@ -252,7 +265,10 @@ class BalancerPair:
             os.kill(haproxy.pid, signal.SIGKILL)
             haproxy.wait(timeout=10)  # reaped: its sockets are closed
             return started, time.monotonic()
-        self.run(holder, "ip", "link", "set", "eth0", "down")
+        cutter.stdin.write("\n")
+        cutter.stdin.flush()
+        if cutter.stdout.readline().strip() != "DOWN":
+            raise RuntimeError(f"the link cutter did not take {holder}'s eth0 down")
         complete = time.monotonic()
         for process in (self.processes[f"{holder}-keepalived"], haproxy):
             os.killpg(process.pid, signal.SIGKILL)
@@ -263,6 +279,7 @@ class BalancerPair:
         """Client load through the virtual IP for `before` seconds, the fault, `after` more seconds of load."""
         assert kind in FAULTS, kind
         holder = self.wait_for_holder()
+        cutter = self._link_cutter(holder) if kind == "balancer" else None
         log = (self.workdir / "client.log").open("ab")
         client = subprocess.Popen(
             ["ip", "netns", "exec", self.namespace("client"), sys.executable, __file__, "load", "--threads",
@@ -275,7 +292,7 @@ class BalancerPair:
             if line.strip() != "READY":
                 raise RuntimeError(f"the load client did not reach {VIP}: {line!r}, see {self.workdir / 'client.log'}")
             time.sleep(before)
-            fault_times = self.inject(kind, holder)
+            fault_times = self.inject(kind, holder, cutter)
             time.sleep(after)
             output, _ = client.communicate(timeout=timeout + 15)  # closes stdin: the client stops
         finally:
@@ -360,6 +377,24 @@ def _load(threads: int, think: float, timeout: float) -> None:
     print(json.dumps({"requests": requests, "probes": probes}))
 
 
+# --- the link cutter (run in a balancer's namespace) ------------------------------------------------------
+
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+IFREQ = "16sH22x"  # struct ifreq with ifr_flags: the name, the flags, the rest of the 40-byte union
+
+
+def _cut(interface: str) -> None:
+    """Prints READY, waits for a line on stdin, takes the interface down (SIOCSIFFLAGS) and prints DOWN."""
+    print("READY", flush=True)
+    sys.stdin.readline()
+    with socket.socket() as control:
+        name = interface.encode()
+        flags = struct.unpack(IFREQ, fcntl.ioctl(control, SIOCGIFFLAGS, struct.pack(IFREQ, name, 0)))[1]
+        fcntl.ioctl(control, SIOCSIFFLAGS, struct.pack(IFREQ, name, flags & ~IFF_UP))
+    print("DOWN", flush=True)
+    sys.stdin.read()  # until the lab ends
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -367,5 +402,10 @@ if __name__ == "__main__":
     load.add_argument("--threads", type=int, default=THREADS)
     load.add_argument("--think", type=float, default=THINK, help="longest pause between two requests of a thread")
     load.add_argument("--timeout", type=float, default=5.0, help="socket timeout of a request")
+    cut = commands.add_parser("cut", help="takes an interface down when told (run in a balancer's namespace)")
+    cut.add_argument("interface")
     arguments = parser.parse_args()
-    _load(arguments.threads, arguments.think, arguments.timeout)
+    if arguments.command == "load":
+        _load(arguments.threads, arguments.think, arguments.timeout)
+    else:
+        _cut(arguments.interface)
