@@ -2,7 +2,9 @@
 """Write docs/reliability.md from the results of the reliability scenario (reports/reliability/results.json).
 
 `make test-faults` runs `molecule test -s reliability`, whose tests record for each case what was done and what
-was observed (molecule/reliability/tests/conftest.py), then this script turns them into the table.
+was observed (molecule/reliability/tests/conftest.py), then this script turns them into the table. Whatever the
+document holds from the KEPT line on (measurements written by hand, each with the command that produced them) is
+kept as it is.
 """
 
 from __future__ import annotations
@@ -16,8 +18,6 @@ import sys
 REPO = pathlib.Path(__file__).resolve().parents[1]
 RESULTS = REPO / "reports" / "reliability" / "results.json"
 DOCUMENT = REPO / "docs" / "reliability.md"
-# Figures measured outside the reliability scenario (benchmarks/) live below this line and are kept as they are.
-KEPT_MARKER = "<!-- Measured outside the reliability scenario: kept by scripts/reliability_report.py -->"
 
 HEADER = """# Reliability: what the project survives, as tested
 
@@ -31,11 +31,16 @@ load times and real disks. Those need the runbooks' checks on real hardware (doc
 """
 
 
+# Everything from this line to the end of the document is written by hand and kept.
+KEPT = "<!-- Written by hand from here on (scripts/reliability_report.py keeps it). -->"
+
+
 def _cell(text: str) -> str:
     return " ".join(str(text).split()).replace("|", "\\|")
 
 
-def render(results: list[dict], date: str) -> str:
+def render(results: list[dict], date: str, kept: str = "") -> str:
+    """The document: the tables of the results, then `kept` (from the KEPT line on), when there is any."""
     passed = sum(1 for result in results if result.get("outcome") == "passed")
     lines = [HEADER.format(date=date, passed=passed, total=len(results))]
     groups: dict[str, list[dict]] = {}
@@ -50,7 +55,8 @@ def render(results: list[dict], date: str) -> str:
             lines.append(f"| {_cell(result['case'])} | {_cell(result['done'])} | {_cell(result['observed'])} | "
                          f"{outcome} |")
         lines.append("")
-    return "\n".join(lines).rstrip() + "\n"
+    tables = "\n".join(lines).rstrip() + "\n"
+    return f"{tables}\n{kept}" if kept else tables
 
 
 def main() -> int:
@@ -63,10 +69,9 @@ def main() -> int:
         return 1
     results = json.loads(args.results.read_text())
     date = datetime.datetime.fromtimestamp(args.results.stat().st_mtime, datetime.timezone.utc)
-    kept = ""
-    if DOCUMENT.exists() and KEPT_MARKER in DOCUMENT.read_text():
-        kept = "\n" + KEPT_MARKER + DOCUMENT.read_text().split(KEPT_MARKER, 1)[1]
-    args.output.write_text(render(results, date.strftime("%Y-%m-%d %H:%M UTC")) + kept)
+    previous = args.output.read_text() if args.output.exists() else ""
+    kept = previous[previous.index(KEPT):] if KEPT in previous else ""
+    args.output.write_text(render(results, date.strftime("%Y-%m-%d %H:%M UTC"), kept))
     print(f"wrote {args.output} ({len(results)} cases)")
     return 0 if all(result.get("outcome") == "passed" for result in results) else 1
 

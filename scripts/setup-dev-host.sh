@@ -3,10 +3,11 @@
 # running Docker engine. Safe to re-run; it changes nothing when all is in place. Needs root (or sudo).
 set -euo pipefail
 
-# haproxy, socat, prometheus (promtool), prometheus-alertmanager (amtool) and prometheus-blackbox-exporter validate
-# and exercise the loadbalancer, prometheus, alertmanager and blackbox_exporter roles' configs.
-readonly PACKAGES=(docker.io debootstrap python3-venv gnupg reprepro dpkg-dev docker-registry haproxy socat prometheus
-  prometheus-alertmanager prometheus-blackbox-exporter)
+# haproxy, socat, keepalived, prometheus (promtool), prometheus-alertmanager (amtool) and
+# prometheus-blackbox-exporter validate and exercise the loadbalancer, loadbalancer_vip, prometheus, alertmanager
+# and blackbox_exporter roles' configs.
+readonly PACKAGES=(docker.io debootstrap python3-venv gnupg reprepro dpkg-dev docker-registry haproxy socat keepalived
+  prometheus prometheus-alertmanager prometheus-blackbox-exporter)
 
 as_root() { if [[ ${EUID} -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
 
@@ -26,9 +27,9 @@ if ((${#missing[@]})); then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# Debian's docker-registry, haproxy and prometheus packages start services of their own; the lab runs its own
-# copies in containers, and the tests run these binaries directly.
-for service in docker-registry haproxy prometheus prometheus-alertmanager prometheus-blackbox-exporter; do
+# Debian's docker-registry, haproxy, keepalived and prometheus packages start services of their own; the lab runs
+# its own copies in containers, and the tests run these binaries directly.
+for service in docker-registry haproxy keepalived prometheus prometheus-alertmanager prometheus-blackbox-exporter; do
   if [[ -d /run/systemd/system ]]; then as_root systemctl disable --now "${service}" >/dev/null 2>&1 || true; fi
 done
 

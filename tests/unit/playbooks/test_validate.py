@@ -41,6 +41,14 @@ BAD_VALUES = [
     ("variable-unknown-in-role", {"vllm_service_prot": 9000}, "role vllm_service has no such variable"),
     ("rocm-unknown", {"rocm_version": "6.1.0"}, "rocm_version must be x.y.z of a release this role knows"),
     ("choice", {"docker_source": "snap"}, "value of docker_source must be one of"),
+    ("vip-not-an-address", {"loadbalancer_vip_address": "10.20.0.300"},
+     "loadbalancer_vip_address: '10.20.0.300' is not an IPv4 address"),
+    ("vip-router-id", {"loadbalancer_vip_address": "192.0.2.100", "loadbalancer_listen_address": "192.0.2.100",
+                       "loadbalancer_vip_router_id": 300}, "loadbalancer_vip_router_id is 300"),
+    ("vip-same-priority", {"loadbalancer_vip_address": "192.0.2.100", "loadbalancer_listen_address": "192.0.2.100",
+                           "loadbalancer_vip_priority": 120}, "loadbalancer_vip_priority is 120 on lb-a, lb-b"),
+    ("vip-listen-address", {"loadbalancer_vip_address": "192.0.2.100"},
+     "loadbalancer_listen_address is not set (HAProxy listens on the"),
 ]
 
 
@@ -57,7 +65,7 @@ def inventory(hub, tmp_path_factory):
     path = tmp_path_factory.mktemp("inventory") / "hosts.yml"
     path.write_text(yaml.safe_dump({"all": {
         "children": {"gpu_nodes": {"hosts": {"node-a": unreachable, "node-b": unreachable}},
-                     "loadbalancers": {"hosts": {"lb-a": unreachable}}},
+                     "loadbalancers": {"hosts": {"lb-a": unreachable, "lb-b": unreachable}}},
         "vars": {"model_weights_hf_endpoint": hub.url, "vllm_image_digest": DIGEST, "vllm_service_api_key": KEY,
                  "model_weights_retries": 1}}}))
     return path
