@@ -121,21 +121,6 @@ class VllmStandin:
         self.process.stop()
 
 
-@pytest.fixture
-def started():
-    """Starts what the test needs; stops all of it afterwards, the last started first."""
-    running = []
-
-    def start(kind, *args, **kwargs):
-        instance = kind(*args, **kwargs)
-        running.append(instance)
-        return instance
-
-    yield start
-    for instance in reversed(running):
-        instance.stop()
-
-
 def _query(prometheus: str, expression: str) -> list[dict]:
     answer = requests.get(f"{prometheus}/api/v1/query", params={"query": expression}, timeout=5).json()
     assert answer["status"] == "success", answer

@@ -316,21 +316,6 @@ class HAProxy:
         self.log.close()
 
 
-@pytest.fixture
-def started(role_renderer, tmp_path):
-    """Starts backends and HAProxy on demand; stops all of them after the test."""
-    running = []
-
-    def start(kind, *args, **kwargs):
-        instance = kind(*args, **kwargs)
-        running.append(instance)
-        return instance
-
-    yield start
-    for instance in reversed(running):
-        instance.stop()
-
-
 @needs_haproxy
 def test_health_checks_take_out_a_server_whose_engine_is_dead(role_renderer, tmp_path, started):
     healthy = started(Backend, "node01", tmp_path)
