@@ -10,14 +10,18 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 # checks, without the reliability suite) is the quick one for development: `molecule test`.
 SCENARIOS ?= reliability fleet
 PLAYBOOKS := site.yml $(wildcard playbooks/*.yml)
+# The platform the sandbox's node presents (docs/simulated-lab.md): debian-12 with MI300X (the quickest),
+# ubuntu-22.04 with MI355X or ubuntu-24.04 with MI325X. A later `make sandbox` keeps the one last chosen.
+SANDBOX_PLATFORM_FILE := .cache/sandbox/platform
+PLATFORM ?= $(shell cat $(SANDBOX_PLATFORM_FILE) 2>/dev/null || echo debian-12)
 
 .PHONY: help sandbox sandbox-down deploy benchmark test test-faults lint unit molecule host venv lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-sandbox: host venv ## Start the simulated GPU node(s) and run site.yml against them
-	ansible-playbook tests/sim/lab/sandbox_up.yml -i inventories/sandbox
+sandbox: host venv ## Start the simulated GPU node (PLATFORM=debian-12|ubuntu-22.04|ubuntu-24.04), run site.yml on it
+	ansible-playbook tests/sim/lab/sandbox_up.yml -i inventories/sandbox -e lab_platform=$(PLATFORM)
 	ansible-playbook site.yml -i inventories/sandbox
 
 sandbox-down: venv ## Remove the sandbox's simulated nodes

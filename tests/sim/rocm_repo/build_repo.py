@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
 """Builds a signed stand-in for AMD's apt repositories on repo.radeon.com.
 
-    build_repo.py --out DIR [--kernel-release R] [--tools-dir D] [--force]
+    build_repo.py --out DIR [--kernel SUITE=RELEASE ...] [--tools-dir D] [--force]
 
 DIR becomes a web root laid out like https://repo.radeon.com, so the `rocm` role only needs its base URL:
 
     rocm/rocm.gpg.key                          ASCII-armored public key of a test key made at build time
     amdgpu/<driver>/ubuntu  jammy noble main   amdgpu-dkms, amdgpu-dkms-firmware
     rocm/apt/<rocm>         jammy noble main   rocm (meta) and the small tree under it
-    kernel-standin          bookworm main      linux-headers-<R> for the CI host's kernel
+    kernel-standin          <suite> main       per --kernel: the kernel packages the roles install, under the
+                                               distribution's names (bookworm: linux-headers-<R>; jammy and
+                                               noble also linux-modules-extra-<R>, linux-tools-<R> and
+                                               linux-tools-common)
     standin-repo.json                          what was built (releases, versions, URL paths)
 
 An x.y.0 release is written without the .0 in both URL paths (rocm/apt/7.1, amdgpu/30.20/ubuntu), as AMD
@@ -40,8 +43,8 @@ TOOL_NAMES = ("rocminfo", "amd-smi")
 # AMD builds one package set per Ubuntu release; the suite name picks it (Debian 12 uses jammy).
 SUITES = {"jammy": "22.04", "noble": "24.04"}
 ORIGIN = "repo.radeon.com"
-KERNEL_SUITE = "bookworm"
 KERNEL_REPO = "kernel-standin"
+DEFAULT_KERNEL_SUITE = "bookworm"
 KEY_PATH = "rocm/rocm.gpg.key"
 MANIFEST = "standin-repo.json"
 KEY_UID = "ROCm stand-in repository test key (tests/sim/rocm_repo) <rocm-standin@example.invalid>"
@@ -295,21 +298,52 @@ exit 0
 
 
 def kernel_headers_package(kernel_release: str) -> Package:
-    """Stand-in for Debian's linux-headers-<release>, which does not exist for the CI host's own kernel."""
-    upstream = re.match(r"\d+(\.\d+)*", kernel_release).group(0)
+    """Stand-in for the distribution's linux-headers-<release> of the simulated node's kernel."""
     source = f"/usr/src/linux-headers-{kernel_release}"
     makefile = (f"# Stand-in (tests/sim/rocm_repo) for the headers of Linux {kernel_release}: it builds nothing.\n"
                 f"KERNELRELEASE = {kernel_release}\n"
                 "kernelrelease:\n\t@echo $(KERNELRELEASE)\n"
                 "modules:\n\t@echo 'kernel headers stand-in: cannot build modules' >&2; exit 1\n")
-    return Package(
-        f"linux-headers-{kernel_release}", f"{upstream}-1~standin", "amd64",
-        f"Header files for Linux {kernel_release}\n" + STANDIN_NOTE
-        + " It installs a Makefile and the /lib/modules/<release>/build link, no headers.",
-        "Debian Kernel Team <debian-kernel@lists.debian.org>", section="kernel", homepage="https://www.kernel.org/",
+    return kernel_package(
+        f"linux-headers-{kernel_release}", kernel_release, f"Header files for Linux {kernel_release}",
+        "It installs a Makefile and the /lib/modules/<release>/build link, no headers.",
         files={f"{source}/Makefile": (makefile.encode(), 0o644),
                f"{source}/include/config/kernel.release": (f"{kernel_release}\n".encode(), 0o644)},
         symlinks={f"/lib/modules/{kernel_release}/build": source})
+
+
+def kernel_package(name: str, kernel_release: str, synopsis: str, contents: str, **fields) -> Package:
+    upstream = re.match(r"\d+(\.\d+)*", kernel_release).group(0)
+    return Package(name, f"{upstream}-1~standin", "amd64", f"{synopsis}\n{STANDIN_NOTE} {contents}",
+                   "Kernel Team <kernel-team@lists.example.invalid>", section="kernel",
+                   homepage="https://www.kernel.org/", **fields)
+
+
+def ubuntu_kernel_packages(kernel_release: str) -> list[Package]:
+    """What Ubuntu ships per kernel besides its headers, under Ubuntu's names: the roles install
+    linux-modules-extra-<R> with the driver and linux-tools-<R> for cpupower."""
+    return [
+        kernel_package(f"linux-modules-extra-{kernel_release}", kernel_release,
+                       f"Linux kernel extra modules for version {kernel_release}", "It installs no module."),
+        kernel_package(f"linux-tools-{kernel_release}", kernel_release,
+                       f"Linux kernel version specific tools for version {kernel_release}",
+                       "It only pulls linux-tools-common.", depends=("linux-tools-common",)),
+    ]
+
+
+def ubuntu_tools_common_package() -> Package:
+    # Ubuntu's /usr/bin/cpupower runs the kernel's own build; here Debian's linux-cpupower provides the command.
+    return kernel_package("linux-tools-common", "6.8", "Linux kernel version specific tools (common files)",
+                          "It pulls Debian's linux-cpupower for the cpupower command.",
+                          depends=("linux-cpupower",))
+
+
+def kernel_suite_packages(suite: str, kernel_releases: list[str]) -> list[Package]:
+    packages = [kernel_headers_package(release) for release in kernel_releases]
+    if suite in SUITES:
+        packages += [package for release in kernel_releases for package in ubuntu_kernel_packages(release)]
+        packages.append(ubuntu_tools_common_package())
+    return packages
 
 
 def run(command: list[str], **kwargs) -> subprocess.CompletedProcess:
@@ -455,23 +489,29 @@ def read_tools(tools_dir: Path) -> dict[str, bytes]:
     return tools
 
 
-def check_kernel_release(kernel_release: str) -> None:
-    # The package name linux-headers-<release> must be a valid Debian package name.
-    if not re.fullmatch(r"\d+\.\d+[a-z0-9.+-]*", kernel_release):
-        raise SystemExit(f"build_repo: kernel release {kernel_release!r} cannot be part of a Debian package name "
-                         "(lower-case letters, digits, '.', '+', '-'); pass --kernel-release.")
+def parse_kernels(specs: list[str]) -> dict[str, list[str]]:
+    """SUITE=RELEASE arguments -> {suite: [releases]}, each release usable in a Debian package name."""
+    kernels: dict[str, list[str]] = {}
+    for spec in specs:
+        suite, _, kernel_release = spec.partition("=")
+        if not re.fullmatch(r"[a-z]+", suite) or not re.fullmatch(r"\d+\.\d+[a-z0-9.+-]*", kernel_release):
+            raise SystemExit(f"build_repo: --kernel {spec!r} must be SUITE=RELEASE, the release usable in a Debian "
+                             "package name (lower-case letters, digits, '.', '+', '-'), e.g. "
+                             "noble=6.8.0-49-generic.")
+        kernels.setdefault(suite, []).append(kernel_release)
+    return {suite: sorted(set(releases)) for suite, releases in sorted(kernels.items())}
 
 
-def input_fingerprint(tools: dict[str, bytes], kernel_release: str) -> str:
+def input_fingerprint(tools: dict[str, bytes], kernels: dict[str, list[str]]) -> str:
     digest = hashlib.sha256(LAYOUT_VERSION.encode())
     digest.update(Path(__file__).read_bytes())
     for name in TOOL_NAMES:
         digest.update(name.encode() + b"\0" + tools[name])
-    digest.update(kernel_release.encode())
+    digest.update(json.dumps(kernels, sort_keys=True).encode())
     return digest.hexdigest()
 
 
-def plan(tools: dict[str, bytes], kernel_release: str, out: Path) -> list[Suite]:
+def plan(tools: dict[str, bytes], kernels: dict[str, list[str]], out: Path) -> list[Suite]:
     suites = []
     for release in RELEASES:
         for suite, os_version in SUITES.items():
@@ -479,12 +519,13 @@ def plan(tools: dict[str, bytes], kernel_release: str, out: Path) -> list[Suite]
                                 release.date, rocm_packages(release, os_version, tools)))
             suites.append(Suite(out / amdgpu_repo_path(release), suite, release.amdgpu, ORIGIN, ORIGIN,
                                 ("amd64", "i386"), release.date, amdgpu_packages(release, os_version)))
-    suites.append(Suite(out / KERNEL_REPO, KERNEL_SUITE, kernel_release, KERNEL_REPO, KERNEL_REPO, ("amd64",),
-                        RELEASES[0].date, [kernel_headers_package(kernel_release)]))
+    for suite, kernel_releases in kernels.items():
+        suites.append(Suite(out / KERNEL_REPO, suite, "standin", KERNEL_REPO, KERNEL_REPO,
+                            ("amd64",), RELEASES[0].date, kernel_suite_packages(suite, kernel_releases)))
     return suites
 
 
-def manifest(suites: list[Suite], kernel_release: str, out: Path, fingerprint: str) -> dict:
+def manifest(suites: list[Suite], out: Path, fingerprint: str) -> dict:
     def versions(repo_dir: Path) -> dict:
         return {suite.suite: {package.name: package.version for package in suite.packages}
                 for suite in suites if suite.repo_dir == repo_dir}
@@ -504,15 +545,13 @@ def manifest(suites: list[Suite], kernel_release: str, out: Path, fingerprint: s
             "rocm_packages": versions(out / rocm_repo_path(release)),
             "amdgpu_packages": versions(out / amdgpu_repo_path(release)),
         } for release in RELEASES],
-        "kernel_release": kernel_release,
         "kernel_repo": KERNEL_REPO,
-        "kernel_suite": KERNEL_SUITE,
-        "kernel_headers_package": kernel_headers_package(kernel_release).name,
+        "kernel_packages": versions(out / KERNEL_REPO),
     }
 
 
-def build(out: Path, tools: dict[str, bytes], kernel_release: str, build_dir: Path) -> dict:
-    suites = plan(tools, kernel_release, out)
+def build(out: Path, tools: dict[str, bytes], kernels: dict[str, list[str]], build_dir: Path) -> dict:
+    suites = plan(tools, kernels, out)
     for top in ("rocm", "amdgpu", KERNEL_REPO):
         shutil.rmtree(out / top, ignore_errors=True)
     staging_root = Path(tempfile.mkdtemp(prefix="staging-", dir=build_dir))
@@ -533,7 +572,7 @@ def build(out: Path, tools: dict[str, bytes], kernel_release: str, build_dir: Pa
         fingerprint = signer.fingerprint
     finally:
         signer.close()
-    result = manifest(suites, kernel_release, out, fingerprint)
+    result = manifest(suites, out, fingerprint)
     (out / MANIFEST).write_text(json.dumps(result, indent=2) + "\n")
     return result
 
@@ -547,35 +586,36 @@ def describe(result: dict, out: Path, state: str) -> str:
                      f"rocm {release['rocm_packages']['jammy']['rocm']}")
         lines.append(f"  amdgpu {release['amdgpu_release']:<7} {release['amdgpu_repo']:<24} {suites} main  "
                      f"amdgpu-dkms {release['amdgpu_packages']['jammy']['amdgpu-dkms']}")
-    lines.append(f"  headers        {result['kernel_repo']:<24} {result['kernel_suite']} main  "
-                 f"{result['kernel_headers_package']}")
+    for suite, packages in result["kernel_packages"].items():
+        lines.append(f"  kernel         {result['kernel_repo']:<24} {suite} main  {' '.join(packages)}")
     return "\n".join(lines)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="web root to build the repository into")
-    parser.add_argument("--kernel-release", default=platform.release(),
-                        help="kernel release for the linux-headers stand-in (default: uname -r)")
+    parser.add_argument("--kernel", action="append", metavar="SUITE=RELEASE",
+                        help="a kernel whose packages kernel-standin serves in SUITE (repeatable; default: "
+                             f"{DEFAULT_KERNEL_SUITE}=<uname -r>)")
     parser.add_argument("--tools-dir", type=Path, default=DEFAULT_TOOLS_DIR,
                         help="where the rocminfo and amd-smi stand-ins are (default: tests/sim/rocm_tools)")
     parser.add_argument("--force", action="store_true", help="rebuild even when the inputs did not change")
     args = parser.parse_args()
-    check_kernel_release(args.kernel_release)
+    kernels = parse_kernels(args.kernel or [f"{DEFAULT_KERNEL_SUITE}={platform.release()}"])
     tools = read_tools(args.tools_dir)
     out = args.out.resolve()
     build_dir = out / ".build"
     build_dir.mkdir(parents=True, exist_ok=True)
     build_dir.chmod(0o700)
     stamp = build_dir / "inputs.sha256"
-    fingerprint = input_fingerprint(tools, args.kernel_release)
+    fingerprint = input_fingerprint(tools, kernels)
     up_to_date = (not args.force and stamp.exists() and stamp.read_text() == fingerprint
                   and (out / MANIFEST).exists() and (build_dir / "signing-key.asc").exists())
     if up_to_date:
         result = json.loads((out / MANIFEST).read_text())
     else:
         stamp.unlink(missing_ok=True)
-        result = build(out, tools, args.kernel_release, build_dir)
+        result = build(out, tools, kernels, build_dir)
         stamp.write_text(fingerprint)
     print(describe(result, out, "up to date" if up_to_date else "built"))
     return 0

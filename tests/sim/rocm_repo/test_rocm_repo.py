@@ -39,6 +39,11 @@ INSTALL_SET = {"amdgpu-dkms", "amdgpu-dkms-firmware", "rocm", "rocm-core", "rocm
 RELEASES = [("7.0.2", "30.10.2", "70002", "30100200"), ("7.1.0", "30.20", "70100", "30200000"),
             ("7.1.1", "30.20.1", "70101", "30200100")]
 SUITE_OS = {"jammy": "22.04", "noble": "24.04"}
+# The lab's platforms' kernels (tests/sim/lab/vars.yml), as the lab passes them.
+DEBIAN_KERNEL = "6.1.0-18-amd64"
+UBUNTU_KERNELS = {"jammy": "5.15.0-126-generic", "noble": "6.8.0-49-generic"}
+KERNEL_ARGS = ("--kernel", f"bookworm={DEBIAN_KERNEL}",
+               *[arg for suite, release in UBUNTU_KERNELS.items() for arg in ("--kernel", f"{suite}={release}")])
 # A minimal Debian 12 node: what the stand-in packages need from the distribution.
 BASE_STATUS = """\
 Package: libc6
@@ -176,7 +181,7 @@ def tools_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory, tools_dir) -> Path:
     out = tmp_path_factory.mktemp("rocm-repo")
-    result = build(out, tools_dir)
+    result = build(out, tools_dir, *KERNEL_ARGS)
     assert result.returncode == 0, result.stderr
     return out
 
@@ -224,7 +229,7 @@ def test_layout_follows_repo_radeon_com(repo, manifest, base_url):
 def test_second_build_with_same_inputs_changes_nothing(repo, tools_dir):
     in_release = repo / "rocm/apt/7.0.2/dists/jammy/InRelease"
     before = in_release.stat().st_mtime_ns
-    result = build(repo, tools_dir)
+    result = build(repo, tools_dir, *KERNEL_ARGS)
     assert result.returncode == 0, result.stderr
     assert "(up to date)" in result.stdout
     for path in ("rocm/apt/7.0.2", "rocm/apt/7.1", "rocm/apt/7.1.1", "amdgpu/30.10.2/ubuntu", "amdgpu/30.20/ubuntu",
@@ -237,14 +242,16 @@ def test_second_build_with_same_inputs_changes_nothing(repo, tools_dir):
 def rebuilt(tmp_path_factory, tools_dir) -> Path:
     """A second build elsewhere: same packages, but its own, different test key."""
     out = tmp_path_factory.mktemp("rocm-repo-rebuilt")
-    result = build(out, tools_dir)
+    result = build(out, tools_dir, *KERNEL_ARGS)
     assert result.returncode == 0, result.stderr
     return out
 
 
 def test_packages_and_indices_are_reproducible(repo, rebuilt):
     debs = sorted(path.relative_to(repo) for path in repo.rglob("*.deb"))
-    assert len(debs) == 3 * 2 * (9 + 2) + 1
+    # AMD's: 3 releases x 2 suites x (9 + 2); kernels: Debian's headers, Ubuntu's three per kernel and one
+    # linux-tools-common that both Ubuntu suites list.
+    assert len(debs) == 3 * 2 * (9 + 2) + 1 + 2 * 3 + 1
     for deb in debs:
         assert (repo / deb).read_bytes() == (rebuilt / deb).read_bytes(), deb
     for release in repo.rglob("dists/*/Release"):
@@ -345,7 +352,7 @@ def test_every_release_resolves_amdgpu_dkms_and_rocm(apt_root, base_url, suite, 
 
 
 def test_install_upgrade_and_remove_in_a_throwaway_root(apt_root, base_url, manifest, tools_dir):
-    kernel = manifest["kernel_release"]
+    kernel = DEBIAN_KERNEL
     urls = role_urls(base_url, "7.0.2", "30.10.2")
     keyring = apt_root.install_key(urls["key"])
     apt_root.add_source("amdgpu", urls["amdgpu"], "jammy", keyring)
@@ -406,6 +413,20 @@ def test_build_refuses_missing_tools_and_bad_kernel_release(tmp_path, tools_dir)
     result = build(tmp_path / "out", tmp_path)
     assert result.returncode != 0
     assert f"{tmp_path / 'rocminfo'}" in result.stderr and f"{tmp_path / 'amd-smi'}" in result.stderr
-    result = build(tmp_path / "out", tools_dir, "--kernel-release", "5.15.153.1-microsoft-standard-WSL2")
-    assert result.returncode != 0 and "cannot be part of a Debian package name" in result.stderr
+    result = build(tmp_path / "out", tools_dir, "--kernel", "bookworm=5.15.153.1-microsoft-standard-WSL2")
+    assert result.returncode != 0 and "must be SUITE=RELEASE" in result.stderr
     assert not (tmp_path / "out/standin-repo.json").exists()
+
+
+def test_kernel_suites_carry_each_distributions_package_names(repo, manifest, base_url):
+    """Debian's suite serves the headers; Ubuntu's also the extra modules and the tools the roles install."""
+    assert manifest["kernel_packages"]["bookworm"] == {f"linux-headers-{DEBIAN_KERNEL}": "6.1.0-1~standin"}
+    for suite, kernel in UBUNTU_KERNELS.items():
+        index = urllib.request.urlopen(f"{base_url}/kernel-standin/dists/{suite}/main/binary-amd64/Packages",
+                                       timeout=TIMEOUT).read().decode()
+        stanzas = {stanza.split("\n")[0].removeprefix("Package: "): stanza for stanza in index.split("\n\n") if stanza}
+        assert set(stanzas) == {f"linux-headers-{kernel}", f"linux-modules-extra-{kernel}",
+                                f"linux-tools-{kernel}", "linux-tools-common"}
+        assert "Depends: linux-tools-common\n" in stanzas[f"linux-tools-{kernel}"]
+        # cpupower itself comes from Debian's package (the node's userland is Debian's).
+        assert "Depends: linux-cpupower\n" in stanzas["linux-tools-common"]
