@@ -4,17 +4,37 @@ import json
 
 import pytest
 
+# In a scenario with load balancers too, these checks are the GPU nodes'.
+testinfra_hosts = ["ansible://gpu_nodes"]
+
 
 @pytest.mark.parametrize("package", ["amdgpu-dkms", "amdgpu-dkms-firmware", "rocm", "docker.io", "python3-debian"])
 def test_packages_installed(host, package):
     assert host.package(package).is_installed
 
 
+def test_the_distributions_kernel_packages_for_the_running_kernel(host):
+    """Debian: the headers; Ubuntu: also the extra modules (with the driver) and the tools (cpupower)."""
+    kernel = host.check_output("uname -r")
+    facts = host.ansible("setup", "gather_subset=!all,!min,distribution")["ansible_facts"]
+    expected = [f"linux-headers-{kernel}"]
+    if facts["ansible_distribution"] == "Ubuntu":
+        expected += [f"linux-modules-extra-{kernel}", f"linux-tools-{kernel}", "linux-tools-common"]
+    for package in expected:
+        assert host.package(package).is_installed, package
+    assert host.exists("cpupower")
+
+
 def test_amd_repositories_are_deb822_sources_signed_by_amds_key(host):
+    # AMD builds per Ubuntu release; Debian 12 takes jammy's.
+    release = host.ansible("setup", "gather_subset=!all,!min,distribution")["ansible_facts"][
+        "ansible_distribution_release"]
+    suite = "jammy" if release == "bookworm" else release
     for name in ("amdgpu", "rocm"):
         sources = host.file(f"/etc/apt/sources.list.d/{name}.sources")
         assert sources.exists
         assert "Signed-By: /etc/apt/keyrings/rocm.asc" in sources.content_string
+        assert f"Suites: {suite}" in sources.content_string
     assert "/amdgpu/30.10.2/ubuntu" in host.file("/etc/apt/sources.list.d/amdgpu.sources").content_string
     assert "/rocm/apt/7.0.2" in host.file("/etc/apt/sources.list.d/rocm.sources").content_string
 

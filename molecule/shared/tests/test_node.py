@@ -1,8 +1,19 @@
 """The simulated GPU node looks like a bare-metal AMD Instinct server to the roles."""
 
+import pathlib
+
 import pytest
+import yaml
+
+# In a scenario with load balancers too, these checks are the GPU nodes'.
+testinfra_hosts = ["ansible://gpu_nodes"]
 
 RENDER_MAJOR = 226
+# The platforms the lab simulates (OS release, kernel, default GPU), as the lab defines them.
+LAB_VARS = pathlib.Path(__file__).resolve().parents[2] / "tests/sim/lab/vars.yml"
+PLATFORMS = yaml.safe_load(LAB_VARS.read_text())["lab_platforms"]
+OS_RELEASES = {"debian-12": ("Debian", "12"), "ubuntu-22.04": ("Ubuntu", "22.04"),
+               "ubuntu-24.04": ("Ubuntu", "24.04")}
 
 
 def _device(host, path):
@@ -35,7 +46,8 @@ def test_kfd_topology_reports_the_simulated_gpus(host):
     assert facts["kfd_present"] is True
     assert facts["count"] == int(variables.get("sim_gpu_count", 8))
     expected_target = {"mi300x": "gfx942", "mi325x": "gfx942", "mi355x": "gfx950"}
-    assert facts["gfx_targets"] == [expected_target[variables.get("sim_gpu_model", "mi300x")]]
+    model = variables.get("sim_gpu_model", PLATFORMS[variables.get("sim_platform", "debian-12")]["gpu_model"])
+    assert facts["gfx_targets"] == [expected_target[model]]
     assert facts["missing_render_nodes"] == []
 
 
@@ -45,7 +57,11 @@ def test_rest_of_sys_class_is_still_visible(host, path):
     assert host.file(path).exists
 
 
-def test_ansible_sees_a_debian_12_server(host):
-    facts = host.ansible("setup", "filter=ansible_distribution*")["ansible_facts"]
-    assert facts["ansible_distribution"] == "Debian"
-    assert facts["ansible_distribution_major_version"] == "12"
+def test_ansible_sees_the_platforms_os_release_and_kernel(host):
+    platform = host.ansible.get_variables().get("sim_platform", "debian-12")
+    facts = host.ansible("setup", "gather_subset=!all,!min,distribution,kernel")["ansible_facts"]
+    distribution, version = OS_RELEASES[platform]
+    assert (facts["ansible_distribution"], facts["ansible_distribution_version"].startswith(version)) == (
+        distribution, True)
+    assert facts["ansible_distribution_release"] == PLATFORMS[platform]["codename"]
+    assert facts["ansible_kernel"] == PLATFORMS[platform]["kernel"] == host.check_output("uname -r")

@@ -4,6 +4,9 @@ import json
 import os
 import pathlib
 
+# In a scenario with load balancers too, these checks are the GPU nodes'.
+testinfra_hosts = ["ansible://gpu_nodes"]
+
 
 def test_unit_is_enabled_active_and_verified(host):
     service = host.service("vllm")
