@@ -58,9 +58,14 @@ CASES = [
          ["GPU architecture(s) gfx90a", "preflight_supported_gfx_targets"], condition="gpus:mi250x:8"),
     Case("unsupported-os", "MI355X on Debian 12 with ROCm 7.0 (outside AMD's matrix)", {},
          ["AMD does not support MI355X on Debian 12", "rocm_allow_unsupported_os"], condition="gpus:mi355x:8"),
-    Case("unsupported-kernel", "a kernel outside AMD's list (the lab runs this machine's kernel)",
-         {"rocm_allow_unsupported_kernel": False},
-         ["is not one AMD lists for Debian 12", "rocm_allow_unsupported_kernel"]),
+    Case("unsupported-kernel", "a backports kernel outside AMD's list (its headers exist)", {},
+         ["Kernel 6.12.12+bpo-amd64 is not one AMD lists for Debian 12", "rocm_allow_unsupported_kernel"],
+         condition="kernel:6.12.12+bpo-amd64"),
+    Case("kernel-without-headers", "a kernel whose headers the distribution does not have", {},
+         ["No headers for the running kernel 6.1.0-99-amd64", "linux-image-amd64"], condition="kernel:6.1.0-99-amd64"),
+    Case("os-rhel", "a RHEL 9.4 node (in AMD's matrix, not supported by these roles yet)", {},
+         ["runs RedHat 9", "do not support the Red Hat family yet", "use Ubuntu 22.04 or 24.04"],
+         condition="os:rhel-9.4"),
     Case("unknown-rocm", "rocm_version 6.1.0 (not a release the role knows)", {"rocm_version": "6.1.0"},
          ["rocm_version must be x.y.z of a release this role knows"]),
     Case("gated-no-token", "no HF token for a gated repository",
@@ -118,7 +123,9 @@ CASES = [
 
 @contextlib.contextmanager
 def node_condition(condition: str | None):
-    """gpus:<model>:<count> re-simulates the GPUs; listener:<port> starts another server on the port."""
+    """gpus:<model>:<count> re-simulates the GPUs; listener:<port> starts another server on the port;
+    kernel:<release> boots the node into another kernel (the node image's kernel-release stand-in); os:rhel-9.4
+    makes the node present Red Hat Enterprise Linux 9.4."""
     if condition is None:
         yield
         return
@@ -131,6 +138,21 @@ def node_condition(condition: str | None):
             yield
         finally:
             node_sh("simulate-amd-gpus && (udev-coldplug-standin >/dev/null 2>&1 || true)")
+    elif kind == "kernel":
+        node_sh(f"cp /etc/simulated-kernel-release /run/booted-kernel-release && echo {argument} "
+                "> /etc/simulated-kernel-release")
+        try:
+            yield
+        finally:
+            node_sh("mv /run/booted-kernel-release /etc/simulated-kernel-release")
+    elif kind == "os" and argument == "rhel-9.4":
+        node_sh("printf 'Red Hat Enterprise Linux release 9.4 (Plow)\\n' > /etc/redhat-release && "
+                "rm /etc/os-release && printf 'NAME=\"Red Hat Enterprise Linux\"\\nVERSION=\"9.4 (Plow)\"\\n"
+                "ID=\"rhel\"\\nID_LIKE=\"fedora\"\\nVERSION_ID=\"9.4\"\\n' > /etc/os-release")
+        try:
+            yield
+        finally:
+            node_sh("rm /etc/redhat-release /etc/os-release && ln -s ../usr/lib/os-release /etc/os-release")
     elif kind == "listener":
         node_sh(f"systemd-run --unit=squatter --quiet python3 -m http.server {argument}")
         try:
