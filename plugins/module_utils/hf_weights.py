@@ -25,8 +25,8 @@ with `blobs/`, `snapshots/<commit>/` links and `refs/<branch>`, written last), s
 find the snapshot. `SnapshotSync` can also leave the transfer to the client (`downloader="huggingface_hub"`:
 `snapshot_download`, then its `verify_repo_checksums`), for sites that prefer hf_xet.
 
-Only the standard library is imported at module level; huggingface_hub is imported where the hub is asked, which
-copies from a path or a seed never do.
+Only the standard library is imported at module level, so that the model_weights filter runs on a controller
+without huggingface_hub; the client is imported where it is used (the hub, and the cache's file lock).
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import errno
-import fcntl
 import hashlib
 import http.client
 import json
@@ -856,24 +855,19 @@ class SnapshotSync:
 
     @contextlib.contextmanager
     def _locked(self):
-        """One writer per repository cache: a second run waits for the first without touching the progress file
-        (which keeps showing the first run's progress) and reads the stamps only once the first is done."""
+        """One writer per repository cache (the client's own file lock, under its `.locks/`): a second run waits
+        for the first without touching the progress file (which keeps showing the first run's progress) and reads
+        the stamps only once the first is done."""
+        from huggingface_hub.utils import WeakFileLock
+
         os.makedirs(os.path.dirname(self.layout.lock), exist_ok=True)
-        deadline = time.monotonic() + self.settings.lock_timeout
-        with open(self.layout.lock, "a+") as handle:
-            while True:
-                try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise WeightsError(f"another download has held {self.layout.lock} for more than "
-                                           f"{self.settings.lock_timeout:.0f} s; let it finish or stop it") from None
-                    time.sleep(1)
+        with contextlib.ExitStack() as held:
             try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+                held.enter_context(WeakFileLock(self.layout.lock, timeout=self.settings.lock_timeout))
+            except TimeoutError:
+                raise WeightsError(f"another download has held {self.layout.lock} for more than "
+                                   f"{self.settings.lock_timeout:.0f} s; let it finish or stop it") from None
+            yield
 
     # -- planning ----------------------------------------------------------------------------------------------
 
