@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import errno
 import hashlib
 import http.client
@@ -47,7 +48,6 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
 
 # The client release this code is tested with (public API only).
 TESTED_HUGGINGFACE_HUB = "2.4.0"
@@ -62,8 +62,6 @@ RATE_WINDOW_SECONDS = 30.0
 CLIENT_TEMP_FILE = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})\.[0-9a-f]{8}\.incomplete$")
 # A client temp file this old is an orphan of a killed run, not a download in progress.
 CLIENT_TEMP_MIN_AGE_SECONDS = 300
-COMMIT_HASH = re.compile(r"^[0-9a-f]{40}$")
-SHA256 = re.compile(r"^[0-9a-f]{64}$")
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 VERIFY_MODES = ("stamp", "full")
 DOWNLOADERS = ("resumable", "huggingface_hub")
@@ -102,7 +100,7 @@ class _Aborted(Exception):
 # Manifest: what a revision holds
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class ManifestFile:
     """One file of a revision: LFS files have a sha256, every file has its git blob id."""
 
@@ -124,7 +122,7 @@ class ManifestFile:
         return hasher
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Manifest:
     repo_id: str
     revision: str
@@ -140,42 +138,40 @@ class Manifest:
         return self.revision != self.commit
 
     def to_dict(self) -> dict:
-        return {
-            "format": MANIFEST_FORMAT,
-            "repo_id": self.repo_id,
-            "revision": self.revision,
-            "commit": self.commit,
-            "files": [{"path": item.path, "size": item.size, "blob_id": item.blob_id, "sha256": item.sha256}
-                      for item in self.files],
-        }
+        return {"format": MANIFEST_FORMAT, "repo_id": self.repo_id, "revision": self.revision, "commit": self.commit,
+                "files": [dataclasses.asdict(item) for item in self.files]}
 
     @classmethod
     def from_dict(cls, data: dict) -> Manifest:
         """Validate a manifest received as data (from another host): hashes, sizes and safe relative paths."""
-        if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
-            raise WeightsError(f"the manifest is not a format {MANIFEST_FORMAT} manifest from hf_model_snapshot")
+        _require(isinstance(data, dict) and data.get("format") == MANIFEST_FORMAT,
+                 f"the manifest is not a format {MANIFEST_FORMAT} manifest from hf_model_snapshot")
         commit = data.get("commit")
-        if not isinstance(commit, str) or not COMMIT_HASH.match(commit):
-            raise WeightsError(f"the manifest's commit must be 40 hex characters, got {commit!r}")
+        _require(_is_hex(commit, 40), f"the manifest's commit must be 40 hex characters, got {commit!r}")
         files = []
         for entry in data.get("files") or []:
-            if not isinstance(entry, dict):
-                raise WeightsError(f"the manifest's files must be objects, got {entry!r}")
-            path, size = entry.get("path"), entry.get("size")
-            blob_id, sha256 = entry.get("blob_id"), entry.get("sha256")
-            if not _is_safe_relative_path(path):
-                raise WeightsError(f"the manifest holds an unsafe path: {path!r}")
-            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-                raise WeightsError(f"the manifest's size of {path} is not a byte count: {size!r}")
-            if not isinstance(blob_id, str) or not COMMIT_HASH.match(blob_id):
-                raise WeightsError(f"the manifest's blob_id of {path} is not a git object id: {blob_id!r}")
-            if sha256 is not None and (not isinstance(sha256, str) or not SHA256.match(sha256)):
-                raise WeightsError(f"the manifest's sha256 of {path} is not a sha256: {sha256!r}")
+            _require(isinstance(entry, dict), f"the manifest's files must be objects, got {entry!r}")
+            path, size, blob_id, sha256 = (entry.get(key) for key in ("path", "size", "blob_id", "sha256"))
+            _require(_is_safe_relative_path(path), f"the manifest holds an unsafe path: {path!r}")
+            _require(isinstance(size, int) and not isinstance(size, bool) and size >= 0,
+                     f"the manifest's size of {path} is not a byte count: {size!r}")
+            _require(_is_hex(blob_id, 40), f"the manifest's blob_id of {path} is not a git object id: {blob_id!r}")
+            _require(sha256 is None or _is_hex(sha256, 64),
+                     f"the manifest's sha256 of {path} is not a sha256: {sha256!r}")
             files.append(ManifestFile(path=path, size=size, blob_id=blob_id, sha256=sha256))
         repo_id, revision = data.get("repo_id"), data.get("revision")
-        if not isinstance(repo_id, str) or repo_id.count("/") != 1 or not isinstance(revision, str) or not files:
-            raise WeightsError("the manifest needs repo_id (org/name), revision and a list of files")
+        _require(isinstance(repo_id, str) and repo_id.count("/") == 1 and isinstance(revision, str) and bool(files),
+                 "the manifest needs repo_id (org/name), revision and a list of files")
         return cls(repo_id=repo_id, revision=revision, commit=commit, files=tuple(files))
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise WeightsError(message)
+
+
+def _is_hex(value: object, length: int) -> bool:
+    return isinstance(value, str) and re.fullmatch(f"[0-9a-f]{{{length}}}", value) is not None
 
 
 def _is_safe_relative_path(path: object) -> bool:
@@ -196,7 +192,7 @@ def load_manifest_file(path: str) -> Manifest:
 # Settings and retries
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class TransferSettings:
     max_workers: int = 8
     timeout: float = 60.0  # connect and each read, seconds
@@ -760,21 +756,21 @@ class Progress:
 # The run
 
 
-@dataclass
+@dataclasses.dataclass
 class _Blob:
     """A unique blob of the manifest and the paths that point at it."""
 
     item: ManifestFile
-    paths: list[str] = field(default_factory=list)
+    paths: list[str] = dataclasses.field(default_factory=list)
 
 
-@dataclass
+@dataclasses.dataclass
 class _Plan:
-    in_place: list[_Blob] = field(default_factory=list)
-    to_hash: list[_Blob] = field(default_factory=list)
-    to_fetch: list[_Blob] = field(default_factory=list)
-    partial_bytes: dict[str, int] = field(default_factory=dict)  # etag -> bytes of its partial file
-    orphans: list[str] = field(default_factory=list)
+    in_place: list[_Blob] = dataclasses.field(default_factory=list)
+    to_hash: list[_Blob] = dataclasses.field(default_factory=list)
+    to_fetch: list[_Blob] = dataclasses.field(default_factory=list)
+    partial_bytes: dict[str, int] = dataclasses.field(default_factory=dict)  # etag -> bytes of its partial file
+    orphans: list[str] = dataclasses.field(default_factory=list)
 
     def fetch(self, blob: _Blob, partial_bytes: int) -> None:
         self.to_fetch.append(blob)
