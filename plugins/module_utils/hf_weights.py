@@ -321,8 +321,6 @@ class Hub:
                 return TransientError(f"HTTP {status} from {self.endpoint_url}",
                                       retry_after=_retry_after(error.response.headers))
             return WeightsError(f"{where}{' ' + path if path else ''}: {error}")
-        if isinstance(error, errors.FileMetadataError):
-            return WeightsError(f"{where} {path}: {error}")
         if isinstance(error, (httpx2.TimeoutException, httpx2.NetworkError, httpx2.RemoteProtocolError)):
             return TransientError(f"{type(error).__name__} talking to the hub: {error}")
         raise error
@@ -340,9 +338,8 @@ class Hub:
         self._retrying(f"metadata of {item.path} from {self.endpoint_url}", threading.Event(),
                        lambda: self._metadata(item), item.path)
 
-    @contextlib.contextmanager
     def open(self, item: ManifestFile, offset: int):
-        """Stream `item` from `offset`; yields (first offset served, chunk iterator).
+        """Stream `item` from `offset`: a context manager that yields (first offset served, chunk iterator).
 
         The client's metadata HEAD (a fresh one per attempt, so a fresh signed URL) names the location: the hub
         itself for git files, the CDN for Git LFS files, the Xet bridge for Xet-backed ones (the client would hand
@@ -360,13 +357,9 @@ class Hub:
             raise WeightsError(f"{item.path}: the hub describes it as {metadata.etag} ({metadata.size} bytes) at "
                                f"{metadata.commit_hash}, the manifest as {item.etag} ({item.size} bytes) at "
                                f"{self.commit}.")
-        headers = build_hf_headers(token=self.token)
         signed = _origin(metadata.location) != _origin(url)
-        if signed:
-            headers.pop("authorization", None)
-        with _http_range(self._opener, metadata.location, headers, offset, item, self.settings.timeout,
-                         signed=signed) as body:
-            yield body
+        return _http_range(self._opener, metadata.location, build_hf_headers(token=False if signed else self.token),
+                           offset, item, self.settings.timeout, signed=signed)
 
 
 class _SameOriginAuthRedirects(urllib.request.HTTPRedirectHandler):
@@ -453,12 +446,10 @@ class PeerHttp:
         self.settings = settings
         self._opener = _opener(environment_proxies=False)
 
-    @contextlib.contextmanager
     def open(self, item: ManifestFile, offset: int):
-        url = self.base_url + urllib.parse.quote(item.path)
-        with _http_range(self._opener, url, {}, offset, item, self.settings.timeout,
-                         hint=" - is the peer serving the snapshot directory of the manifest's commit?") as body:
-            yield body
+        return _http_range(self._opener, self.base_url + urllib.parse.quote(item.path), {}, offset, item,
+                           self.settings.timeout, hint=" - is the peer serving the snapshot directory of the "
+                           "manifest's commit?")
 
 
 class LocalPath:
