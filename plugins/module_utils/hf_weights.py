@@ -687,32 +687,26 @@ class Progress:
             self.identity["commit"] = commit
             self.files_total, self.bytes_total = files_total, bytes_total
 
-    def in_place(self, size: int, paths: int) -> None:
+    def in_place(self, size: int, paths: int, etag: str | None = None) -> None:
+        """A blob is in place: found, or just published (then `etag`: its partial file is gone)."""
         with self._lock:
+            self.partial.pop(etag, None)
             self.bytes_in_place += size * paths
             self.files_done += paths
 
-    def set_partial(self, etag: str, offset: int) -> None:
+    def at(self, etag: str, offset: int, written: int = 0) -> None:
+        """`etag`'s partial file holds `offset` bytes, `written` of them just now."""
         with self._lock:
             self.partial[etag] = offset
+            self.bytes_downloaded += written
 
     def started(self, etag: str, path: str, size: int) -> None:
         with self._lock:
             self.current[etag] = (path, size)
 
-    def transferred(self, etag: str, offset: int, written: int) -> None:
-        with self._lock:
-            self.partial[etag] = offset
-            self.bytes_downloaded += written
-
-    def finished(self, etag: str, size: int | None = None, paths: int = 0) -> None:
-        """The transfer of `etag` ended: published (size and paths given) or stopped with its partial kept."""
+    def stopped(self, etag: str) -> None:
         with self._lock:
             self.current.pop(etag, None)
-            if size is not None:
-                self.partial.pop(etag, None)
-                self.bytes_in_place += size * paths
-                self.files_done += paths
 
     def snapshot(self) -> dict:
         now = time.monotonic()
@@ -932,7 +926,7 @@ class SnapshotSync:
         for orphan in plan.orphans:
             os.unlink(orphan)
         for etag, offset in plan.partial_bytes.items():
-            self.progress.set_partial(etag, offset)
+            self.progress.at(etag, offset)
         for blob in plan.in_place:
             self.progress.in_place(blob.item.size, len(blob.paths))
         self._in_parallel(self._verify_blob, plan.to_hash, plan)
@@ -1032,7 +1026,7 @@ class SnapshotSync:
         with self._lock:
             self.refetched.update(blob.paths)
             plan.fetch(blob, partial)
-        self.progress.set_partial(item.etag, plan.partial_bytes[item.etag])
+        self.progress.at(item.etag, plan.partial_bytes[item.etag])
 
     def _fetch_blob(self, blob: _Blob, plan: _Plan) -> None:
         """Fetch one blob into its partial file with retries, verify it, rename it into blobs/."""
@@ -1041,14 +1035,13 @@ class SnapshotSync:
         item = blob.item
         partial = self.layout.partial(item.etag)
         backoff = Backoff(self.settings, self.abort, f"{item.path} from {self.source.name}")
-        state: dict = {}  # offset and hasher of the partial file, kept across attempts
-        tally = {"written": 0}
+        state = {"written": 0}  # with the offset and hasher of the partial file, kept across attempts
         failed_verification = False
         self.progress.started(item.etag, item.path, item.size)
         try:
             while True:
                 try:
-                    self._transfer(item, partial, state, tally, backoff)
+                    self._transfer(item, partial, state, backoff)
                     break
                 except _VerificationFailed as error:
                     if failed_verification:
@@ -1058,37 +1051,59 @@ class SnapshotSync:
                     failed_verification = True
                     with self._lock:
                         self.refetched.update(blob.paths)
-                    _discard(partial, state)
-                    self.progress.set_partial(item.etag, 0)
+                    self._discard(item, partial, state)
                 except TransientError as error:
                     if error.restart:
-                        _discard(partial, state)
-                        self.progress.set_partial(item.etag, 0)
+                        self._discard(item, partial, state)
                     backoff.wait_or_give_up(error)
-        except BaseException:
-            self.progress.finished(item.etag)
-            raise
+        finally:
+            self.progress.stopped(item.etag)
         with self._lock:
             self.blobs_published += 1
-            if tally["written"]:
+            if state["written"]:
                 self.files_downloaded += len(blob.paths)
-        self.progress.finished(item.etag, item.size, len(blob.paths))
+        self.progress.in_place(item.size, len(blob.paths), item.etag)
 
-    def _transfer(self, item: ManifestFile, partial: str, state: dict, tally: dict, backoff: Backoff) -> None:
-        """One attempt: continue the partial file from where it stops, verify it, publish it."""
-        on_disk = _size_or_zero(partial)
-        if on_disk > item.size:
-            _discard(partial, state)
-            on_disk = 0
-        if state.get("offset") != on_disk:  # first attempt, or the file changed: hash what is there
+    def _discard(self, item: ManifestFile, partial: str, state: dict) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(partial)
+        state.pop("offset", None)
+        self.progress.at(item.etag, 0)
+
+    def _transfer(self, item: ManifestFile, partial: str, state: dict, backoff: Backoff) -> None:
+        """One attempt: continue the partial file from where it stops, hashing what arrives, verify it, publish it."""
+        if _size_or_zero(partial) > item.size:
+            self._discard(item, partial, state)
+        if state.get("offset") != _size_or_zero(partial):  # first attempt, or the file changed: hash what is there
             state["offset"], state["hasher"] = 0, item.new_hasher()
             with contextlib.suppress(FileNotFoundError):  # so that the stream continues the digest
                 state["offset"] = self._hash_file(partial, state["hasher"])
+        try:
+            if state["offset"] == item.size:
+                open(partial, "ab").close()  # nothing to fetch (an empty file), but a file to publish
+            else:
+                with (self.source.open(item, state["offset"]) as (start, chunks),
+                      open(partial, "ab", buffering=0) as handle):
+                    skip = state["offset"] - start  # bytes to drop when the server ignored the Range header
+                    for chunk in chunks:
+                        if self.abort.is_set():
+                            raise _Aborted()
+                        if skip:
+                            chunk, skip = chunk[skip:], max(skip - len(chunk), 0)
+                            if not chunk:
+                                continue
+                        if state["offset"] + len(chunk) > item.size:
+                            raise _VerificationFailed(f"the source sent more than {item.size} bytes")
+                        _write_chunk(handle, chunk)
+                        state["hasher"].update(chunk)
+                        state["offset"] += len(chunk)
+                        state["written"] += len(chunk)
+                        self.progress.at(item.etag, state["offset"], len(chunk))
+                        backoff.progressed()
+        except OSError as error:  # the sources raise theirs as TransientError or WeightsError: this is the file
+            raise self._write_failed(error, partial) from error
         if state["offset"] < item.size:
-            with self.source.open(item, state["offset"]) as (start, chunks):
-                self._append(item, partial, state, tally, start, chunks, backoff)
-            if state["offset"] < item.size:
-                raise TransientError(f"{item.path}: the body ended after {state['offset']} of {item.size} bytes")
+            raise TransientError(f"{item.path}: the body ended after {state['offset']} of {item.size} bytes")
         digest = state["hasher"].hexdigest()
         if digest != item.etag:
             raise _VerificationFailed(f"got {digest}, expected {item.etag}")
@@ -1105,37 +1120,6 @@ class SnapshotSync:
                 count += len(chunk)
         return count
 
-    def _append(self, item: ManifestFile, partial: str, state: dict, tally: dict, start: int, chunks,
-                backoff: Backoff) -> None:
-        skip = state["offset"] - start  # bytes to drop when the server ignored the Range header
-        os.makedirs(self.layout.blobs, exist_ok=True)
-        handle = open(partial, "ab", buffering=0)
-        try:
-            for chunk in chunks:
-                if self.abort.is_set():
-                    raise _Aborted()
-                if skip:
-                    dropped = min(skip, len(chunk))
-                    chunk, skip = chunk[dropped:], skip - dropped
-                    if not chunk:
-                        continue
-                if state["offset"] + len(chunk) > item.size:
-                    raise _VerificationFailed(f"the source sent more than {item.size} bytes")
-                try:
-                    _write_chunk(handle, chunk)
-                except OSError as error:
-                    raise self._write_failed(error, partial) from error
-                state["hasher"].update(chunk)
-                state["offset"] += len(chunk)
-                tally["written"] += len(chunk)
-                self.progress.transferred(item.etag, state["offset"], len(chunk))
-                backoff.progressed()
-        finally:
-            try:
-                handle.close()
-            except OSError as error:
-                raise self._write_failed(error, partial) from error
-
     def _write_failed(self, error: OSError, partial: str) -> WeightsError:
         if error.errno in DISK_FULL_ERRNOS:
             return self._disk_full(bytes_needed(self.manifest, self.hf_home), free_bytes(self.layout.blobs))
@@ -1150,15 +1134,11 @@ class SnapshotSync:
 
     def _publish_blob(self, item: ManifestFile, partial: str) -> None:
         """Make the verified partial file durable, rename it into blobs/ and stamp it."""
-        fd = os.open(partial, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        with open(partial, "rb") as handle:
+            os.fsync(handle.fileno())
         os.chmod(partial, 0o644)
-        blob = self.layout.blob(item.etag)
-        os.replace(partial, blob)
-        self.stamps.record(item, os.stat(blob))
+        os.replace(partial, self.layout.blob(item.etag))
+        self.stamps.record(item, os.stat(self.layout.blob(item.etag)))
 
     def _publish(self, manifest: Manifest, link_changes, ref_changed: bool) -> None:
         """Links, then the ref: a reader that follows the branch finds a complete snapshot."""
@@ -1196,9 +1176,3 @@ class SnapshotSync:
             "elapsed_seconds": round(time.monotonic() - started, 3),
             "manifest": manifest.to_dict(),
         }
-
-
-def _discard(partial: str, state: dict) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(partial)
-    state.clear()
