@@ -35,6 +35,7 @@ import collections
 import contextlib
 import dataclasses
 import errno
+import glob
 import hashlib
 import http.client
 import json
@@ -568,17 +569,27 @@ class StampBook:
                 self._save()
 
     def _save(self) -> None:
-        _write_json_atomically(self.path, {"format": STAMP_FORMAT, "blobs": self._stamps})
+        _replace_file(self.path, json.dumps({"format": STAMP_FORMAT, "blobs": self._stamps}, separators=(",", ":"),
+                                            sort_keys=True))  # compact, and the C encoder: fast
         self._dirty, self._saved_at = False, time.monotonic()
 
 
-def _write_json_atomically(path: str, value: object) -> None:
+def _replace_file(path: str, text: str) -> None:
+    """Write a small file through a temp file renamed over it: a reader sees the old file or the new one."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     temporary = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
     with open(temporary, "w", encoding="utf-8") as handle:
-        handle.write(json.dumps(value, separators=(",", ":"), sort_keys=True))  # the C encoder: fast
+        handle.write(text)
     os.chmod(temporary, 0o644)
     os.replace(temporary, path)
+
+
+def _read_text(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
 
 
 def _size_or_zero(path: str) -> int:
@@ -674,7 +685,7 @@ class Progress:
 
     def _write(self) -> None:
         with contextlib.suppress(OSError):  # a progress file must never fail the download
-            _write_json_atomically(self.path, self.snapshot())
+            _replace_file(self.path, json.dumps(self.snapshot(), separators=(",", ":"), sort_keys=True))
 
     def set_phase(self, phase: str, message: str = "") -> None:
         with self._lock:
@@ -877,32 +888,29 @@ class SnapshotSync:
     def _client_orphans(self) -> list[str]:
         """Temp files that killed huggingface_hub runs left in blobs/ (no later run reuses or removes them)."""
         cutoff = time.time() - CLIENT_TEMP_MIN_AGE_SECONDS
-        return [path for name, path in self._blob_files()
-                if CLIENT_TEMP_FILE.match(name) and os.stat(path).st_mtime < cutoff]
+        return [path for path in sorted(glob.glob(os.path.join(glob.escape(self.layout.blobs), "*.incomplete")))
+                if CLIENT_TEMP_FILE.match(os.path.basename(path)) and os.stat(path).st_mtime < cutoff]
 
-    def _blob_files(self) -> list[tuple[str, str]]:
-        if not os.path.isdir(self.layout.blobs):
-            return []
-        return [(name, os.path.join(self.layout.blobs, name)) for name in sorted(os.listdir(self.layout.blobs))]
-
-    def _link_changes(self, manifest: Manifest) -> list[tuple[str, str]]:
-        """(pointer, relative target) of every snapshot link that is missing or points elsewhere."""
-        changes = []
+    def _link_snapshot(self, manifest: Manifest, write: bool) -> bool:
+        """Point the snapshot's links at their blobs, then the branch's ref at the commit (last: a reader that
+        follows the branch finds a complete snapshot). Whether anything changed (or would, unless `write`)."""
+        changed = False
         for item in manifest.files:
             pointer = self.layout.pointer(manifest.commit, item.path)
             target = os.path.relpath(self.layout.blob(item.etag), os.path.dirname(pointer))
             if not os.path.islink(pointer) or os.readlink(pointer) != target:
-                changes.append((pointer, target))
-        return changes
-
-    def _ref_changed(self, manifest: Manifest) -> bool:
-        if not manifest.resolved_from_branch:
-            return False
-        try:
-            with open(self.layout.ref(manifest.revision), encoding="utf-8") as handle:
-                return handle.read() != manifest.commit
-        except FileNotFoundError:
-            return True
+                changed = True
+                if write:
+                    os.makedirs(os.path.dirname(pointer), exist_ok=True)
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(pointer)
+                    os.symlink(target, pointer)
+        ref = self.layout.ref(manifest.revision)
+        if manifest.resolved_from_branch and _read_text(ref) != manifest.commit:
+            changed = True
+            if write:
+                _replace_file(ref, manifest.commit)  # no newline, as the client writes it
+        return changed
 
     def _plan_only(self, manifest: Manifest, started: float) -> dict:
         if isinstance(self.source, Hub) and manifest.files:
@@ -910,11 +918,11 @@ class SnapshotSync:
         plan = self._survey(manifest)
         resumable = sum(plan.partial_bytes.values())
         to_fetch_bytes = sum(blob.item.size for blob in plan.to_fetch)
-        changed = bool(plan.to_fetch or plan.orphans or self._link_changes(manifest) or self._ref_changed(manifest))
-        result = self._result(manifest, started, changed=changed,
+        result = self._result(manifest, started,
+                              changed=bool(plan.to_fetch or plan.orphans or self._link_snapshot(manifest, False)),
                               files_downloaded=sum(len(blob.paths) for blob in plan.to_fetch),
                               bytes_downloaded=to_fetch_bytes - resumable, bytes_resumed=resumable,
-                              bytes_needed=bytes_needed(manifest, self.hf_home), orphans=plan.orphans)
+                              bytes_needed=bytes_needed(manifest, self.hf_home), orphans_removed=plan.orphans)
         result["files_to_download"] = sorted(path for blob in plan.to_fetch for path in blob.paths)
         return result
 
@@ -941,14 +949,13 @@ class SnapshotSync:
         plan.to_fetch.sort(key=lambda blob: (-blob.item.size, blob.item.path))  # big first: a short tail
         self._in_parallel(self._fetch_blob, plan.to_fetch, plan)
 
-        link_changes, ref_changed = self._link_changes(manifest), self._ref_changed(manifest)
-        self._publish(manifest, link_changes, ref_changed)
+        linked = self._link_snapshot(manifest, True)
         written = self.progress.bytes_downloaded
-        changed = bool(written or self.blobs_published or plan.orphans or self.refetched or link_changes
-                       or ref_changed)
-        return self._result(manifest, started, changed=changed, files_downloaded=self.files_downloaded,
-                            bytes_downloaded=written, bytes_resumed=sum(plan.partial_bytes.values()),
-                            bytes_needed=needed, orphans=plan.orphans)
+        return self._result(manifest, started,
+                            changed=bool(written or self.blobs_published or plan.orphans or self.refetched or linked),
+                            files_downloaded=self.files_downloaded, bytes_downloaded=written,
+                            bytes_resumed=sum(plan.partial_bytes.values()), bytes_needed=needed,
+                            orphans_removed=plan.orphans)
 
     def _sync_with_client(self, manifest: Manifest, started: float) -> dict:
         """huggingface_hub's own download (through hf_xet for Xet-backed files, unless HF_HUB_DISABLE_XET is set),
@@ -959,7 +966,7 @@ class SnapshotSync:
         orphans = self._client_orphans()
         for orphan in orphans:
             os.unlink(orphan)
-        held = {name for name, _ in self._blob_files()}
+        held = {item.etag for item in manifest.files if os.path.lexists(self.layout.blob(item.etag))}
         needed = bytes_needed(manifest, self.hf_home)
         hub, cache = self.hub, self.layout.hub_cache
         try:
@@ -985,13 +992,12 @@ class SnapshotSync:
                                f"{self.repo_id}@{manifest.commit} do not match the hub's checksums or are missing "
                                f"({', '.join(failed[:5])}{', ...' if len(failed) > 5 else ''}); they were removed "
                                "and the next attempt downloads them again.")
-        ref_changed = self._ref_changed(manifest)
-        self._publish(manifest, [], ref_changed)
+        linked = self._link_snapshot(manifest, True)  # the client's links stand; the ref is ours to write
         new = {item.etag: item for item in manifest.files if item.etag not in held}
-        return self._result(manifest, started, changed=bool(new or orphans or ref_changed),
+        return self._result(manifest, started, changed=bool(new or orphans or linked),
                             files_downloaded=sum(1 for item in manifest.files if item.etag in new),
                             bytes_downloaded=sum(item.size for item in new.values()), bytes_resumed=0,
-                            bytes_needed=needed, orphans=orphans)
+                            bytes_needed=needed, orphans_removed=orphans)
 
     def _in_parallel(self, work, blobs: list[_Blob], plan: _Plan) -> None:
         """Run `work(blob, plan)` on a pool; the first failure stops the others (their partial files stay)."""
@@ -1140,25 +1146,10 @@ class SnapshotSync:
         os.replace(partial, self.layout.blob(item.etag))
         self.stamps.record(item, os.stat(self.layout.blob(item.etag)))
 
-    def _publish(self, manifest: Manifest, link_changes, ref_changed: bool) -> None:
-        """Links, then the ref: a reader that follows the branch finds a complete snapshot."""
-        for pointer, target in link_changes:
-            os.makedirs(os.path.dirname(pointer), exist_ok=True)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(pointer)
-            os.symlink(target, pointer)
-        if ref_changed:
-            ref = self.layout.ref(manifest.revision)
-            os.makedirs(os.path.dirname(ref), exist_ok=True)
-            temporary = f"{ref}.{os.getpid()}.tmp"
-            with open(temporary, "w", encoding="utf-8") as handle:
-                handle.write(manifest.commit)  # no newline, as the client writes it
-            os.replace(temporary, ref)
-
-    def _result(self, manifest: Manifest, started: float, *, changed: bool, files_downloaded: int,
-                bytes_downloaded: int, bytes_resumed: int, bytes_needed: int, orphans: list[str]) -> dict:
+    def _result(self, manifest: Manifest, started: float, **counts) -> dict:
+        """The module's return values; `counts`: changed, files_downloaded, bytes_downloaded, bytes_resumed,
+        bytes_needed and orphans_removed, which depend on the kind of run."""
         return {
-            "changed": changed,
             "repo_id": manifest.repo_id,
             "revision": self.revision,
             "commit": manifest.commit,
@@ -1167,12 +1158,8 @@ class SnapshotSync:
             "source": self.source.name,
             "files_total": len(manifest.files),
             "bytes_total": manifest.bytes_total,
-            "files_downloaded": files_downloaded,
-            "bytes_downloaded": bytes_downloaded,
-            "bytes_resumed": bytes_resumed,
-            "bytes_needed": bytes_needed,
             "files_refetched": sorted(self.refetched),
-            "orphans_removed": orphans,
             "elapsed_seconds": round(time.monotonic() - started, 3),
             "manifest": manifest.to_dict(),
+            **counts,
         }
