@@ -48,7 +48,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
 # The client release this code is tested with (public API only).
 TESTED_HUGGINGFACE_HUB = "2.4.0"
@@ -419,11 +419,9 @@ def _http_range(opener, url: str, headers: dict, offset: int, item: ManifestFile
 
 
 def _retry_after(headers) -> float | None:
-    value = headers.get("Retry-After") if headers is not None else None
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
+    with contextlib.suppress(TypeError, ValueError):  # absent, or a date
+        return float(headers.get("Retry-After"))
+    return None
 
 
 def _range_start(status: int, content_range: str | None, offset: int, item: ManifestFile) -> int:
@@ -500,6 +498,8 @@ class CacheLayout:
         self.folder_name = "models--" + repo_id.replace("/", "--")
         self.storage = os.path.join(self.hub_cache, self.folder_name)
         self.blobs = os.path.join(self.storage, "blobs")
+        self.stamps = os.path.join(self.storage, ".hf_weights_verified.json")
+        self.lock = os.path.join(self.hub_cache, ".locks", self.folder_name, "hf_weights.lock")
 
     def blob(self, etag: str) -> str:
         return os.path.join(self.blobs, etag)
@@ -515,14 +515,6 @@ class CacheLayout:
 
     def ref(self, name: str) -> str:
         return os.path.join(self.storage, "refs", *name.split("/"))
-
-    @property
-    def stamps(self) -> str:
-        return os.path.join(self.storage, ".hf_weights_verified.json")
-
-    @property
-    def lock(self) -> str:
-        return os.path.join(self.hub_cache, ".locks", self.folder_name, "hf_weights.lock")
 
 
 class StampBook:
@@ -624,12 +616,9 @@ def bytes_needed(manifest: Manifest, hf_home: str) -> int:
 def bytes_needed_given(manifest: Manifest, blob_sizes: dict[str, int]) -> int:
     """`bytes_needed` for a cache whose blobs directory holds these files (name: bytes), e.g. listed on another
     host: blobs of other revisions do not count, partial files (`<etag>.incomplete`) of this one's do."""
-    needed = 0
-    for item in {item.etag: item for item in manifest.files}.values():
-        if blob_sizes.get(item.etag) == item.size:
-            continue
-        needed += max(item.size - blob_sizes.get(item.etag + ".incomplete", 0), 0)
-    return needed
+    unique = {item.etag: item for item in manifest.files}.values()
+    return sum(max(item.size - blob_sizes.get(item.etag + ".incomplete", 0), 0)
+               for item in unique if blob_sizes.get(item.etag) != item.size)
 
 
 def _write_chunk(handle, data: bytes) -> None:
@@ -796,7 +785,6 @@ class SnapshotSync:
         self._lock = threading.Lock()
         self.refetched: set[str] = set()  # paths whose bytes failed verification and were fetched again
         self.files_downloaded = 0
-        self.blobs_published = 0
         self.manifest: Manifest | None = None
 
     # -- entry point -------------------------------------------------------------------------------------------
@@ -952,7 +940,7 @@ class SnapshotSync:
         linked = self._link_snapshot(manifest, True)
         written = self.progress.bytes_downloaded
         return self._result(manifest, started,
-                            changed=bool(written or self.blobs_published or plan.orphans or self.refetched or linked),
+                            changed=bool(plan.to_fetch or plan.orphans or linked),  # every blob fetched is new
                             files_downloaded=self.files_downloaded, bytes_downloaded=written,
                             bytes_resumed=sum(plan.partial_bytes.values()), bytes_needed=needed,
                             orphans_removed=plan.orphans)
@@ -1001,21 +989,13 @@ class SnapshotSync:
 
     def _in_parallel(self, work, blobs: list[_Blob], plan: _Plan) -> None:
         """Run `work(blob, plan)` on a pool; the first failure stops the others (their partial files stay)."""
-        if not blobs:
-            return
-        first_error: BaseException | None = None
-        with ThreadPoolExecutor(max_workers=max(1, self.settings.max_workers),
-                                thread_name_prefix="hf-weights") as pool:
-            futures = [pool.submit(work, blob, plan) for blob in list(blobs)]
-            for future in as_completed(futures):
-                error = None if future.cancelled() else future.exception()
-                if error is not None and not isinstance(error, _Aborted) and first_error is None:
-                    first_error = error
-                    self.abort.set()
-                    for pending in futures:
-                        pending.cancel()
-        if first_error is not None:
-            raise first_error
+        with ThreadPoolExecutor(max(1, self.settings.max_workers), thread_name_prefix="hf-weights") as pool:
+            done, _ = wait([pool.submit(work, blob, plan) for blob in list(blobs)], return_when=FIRST_EXCEPTION)
+            failed = [future.exception() for future in done if future.exception() is not None]
+            if failed:  # the others stop at their next chunk (_Aborted), the queued ones never start
+                self.abort.set()
+                pool.shutdown(cancel_futures=True)
+                raise failed[0]
 
     def _verify_blob(self, blob: _Blob, plan: _Plan) -> None:
         """Hash a blob that has no valid stamp; a mismatch deletes it and queues it for fetching."""
@@ -1064,9 +1044,8 @@ class SnapshotSync:
                     backoff.wait_or_give_up(error)
         finally:
             self.progress.stopped(item.etag)
-        with self._lock:
-            self.blobs_published += 1
-            if state["written"]:
+        if state["written"]:
+            with self._lock:
                 self.files_downloaded += len(blob.paths)
         self.progress.in_place(item.size, len(blob.paths), item.etag)
 
