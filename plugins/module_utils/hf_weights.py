@@ -272,7 +272,6 @@ class Hub:
                                    "(model info with blobs=true): it does not look like a Hugging Face hub endpoint")
             files.append(ManifestFile(path=sibling.rfilename, size=size, blob_id=sibling.blob_id,
                                       sha256=sibling.lfs.sha256 if sibling.lfs else None))
-        self.commit = info.sha
         return Manifest(repo_id=self.repo_id, revision=revision, commit=info.sha, files=tuple(files))
 
     def _retrying(self, what: str, abort: threading.Event, call, path: str | None = None):
@@ -476,11 +475,7 @@ class LocalPath:
 def _file_chunks(stream, where: str):
     """Chunks of a file-like object; read errors (resets, NFS hiccups, truncation) are transient."""
     try:
-        while True:
-            chunk = stream.read(READ_CHUNK)
-            if not chunk:
-                return
-            yield chunk
+        yield from iter(lambda: stream.read(READ_CHUNK), b"")
     except (OSError, http.client.HTTPException) as error:
         raise TransientError(f"reading {where}: {error!r}") from error
 
@@ -525,8 +520,7 @@ class StampBook:
         self._lock = threading.Lock()
         self._dirty, self._saved_at = False, time.monotonic()
         try:
-            with open(path, encoding="utf-8") as handle:
-                data = json.load(handle)
+            data = json.loads(_read_text(path) or "{}")
             self._stamps = data["blobs"] if data.get("format") == STAMP_FORMAT else {}
         except (OSError, ValueError, KeyError, AttributeError):
             self._stamps = {}
