@@ -2,13 +2,14 @@
 
 Every hub interaction goes through the public API of the `huggingface_hub` client (2.4.0): model info, file URLs,
 the metadata HEAD (`get_hf_file_metadata`) that stops at the hub's redirect, the token and user-agent headers, and
-its exceptions. What the client does not do is ours:
+its exceptions; the cache's writer lock is the client's `WeakFileLock`. What the client does not do is ours:
 
 - resume across runs: a partial file has a stable name, `blobs/<sha256 or git oid>.incomplete`, and is continued
   with a Range request after the bytes already on disk are hashed (the client writes each attempt to a randomly
   named temp file that it deletes on failure, and that a killed run leaves behind);
 - hashing while streaming: every blob is verified (sha256 for LFS files, git blob sha1 for the others: the rule
-  of the client's `HfApi.verify_repo_checksums`) before it is renamed into `blobs/`, without reading it again;
+  of the client's `HfApi.verify_repo_checksums`, which applies it only to whole files on disk) before it is
+  renamed into `blobs/`, without reading it again;
 - verified-file stamps (size, mtime, inode), so a re-run does not re-hash hundreds of gigabytes;
 - retries of every step with exponential backoff and jitter, bounded by attempts and time without progress;
 - peers and paths as sources of bytes (fleet mode), verified against the same manifest, without the hub;
@@ -21,9 +22,10 @@ verify nothing against the sha256. The bytes are read with the standard library'
 fraction of the CPU per byte of the client's HTTP stack.
 
 The result is the client's cache layout as its cache guide documents it (`<hf_home>/hub/models--org--name/`
-with `blobs/`, `snapshots/<commit>/` links and `refs/<branch>`, written last), so `HF_HUB_OFFLINE=1` clients (vLLM)
-find the snapshot. `SnapshotSync` can also leave the transfer to the client (`downloader="huggingface_hub"`:
-`snapshot_download`, then its `verify_repo_checksums`), for sites that prefer hf_xet.
+with `blobs/`, `snapshots/<commit>/` links and `refs/<branch>`, written last; the client's own writers of that
+layout are private), so `HF_HUB_OFFLINE=1` clients (vLLM) find the snapshot. `SnapshotSync` can also leave the
+transfer to the client (`downloader="huggingface_hub"`: `snapshot_download`, then its `verify_repo_checksums`),
+for sites that prefer hf_xet.
 
 Only the standard library is imported at module level, so that the model_weights filter runs on a controller
 without huggingface_hub; the client is imported where it is used (the hub, and the cache's file lock).
