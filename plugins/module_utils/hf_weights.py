@@ -269,9 +269,9 @@ class Hub:
         files = []
         for sibling in info.siblings or []:
             size = sibling.lfs.size if sibling.lfs else sibling.size
-            if size is None or sibling.blob_id is None:
-                raise WeightsError(f"{self.endpoint_url} sent no sizes or blob ids for {self.repo_id}@{revision} "
-                                   "(model info with blobs=true): it does not look like a Hugging Face hub endpoint")
+            _require(size is not None and sibling.blob_id is not None,
+                     f"{self.endpoint_url} sent no sizes or blob ids for {self.repo_id}@{revision} (model info with "
+                     "blobs=true): it does not look like a Hugging Face hub endpoint")
             files.append(ManifestFile(path=sibling.rfilename, size=size, blob_id=sibling.blob_id,
                                       sha256=sibling.lfs.sha256 if sibling.lfs else None))
         return Manifest(repo_id=self.repo_id, revision=revision, commit=info.sha, files=tuple(files))
@@ -380,10 +380,8 @@ def _origin(url: str) -> tuple[str, str, int | None]:
 
 
 def _opener(environment_proxies: bool) -> urllib.request.OpenerDirector:
-    handlers: list = [_SameOriginAuthRedirects()]
-    if not environment_proxies:
-        handlers.append(urllib.request.ProxyHandler({}))
-    return urllib.request.build_opener(*handlers)
+    no_proxies = [] if environment_proxies else [urllib.request.ProxyHandler({})]
+    return urllib.request.build_opener(_SameOriginAuthRedirects(), *no_proxies)
 
 
 @contextlib.contextmanager
@@ -765,12 +763,10 @@ class SnapshotSync:
     def __init__(self, hf_home: str, repo_id: str, revision: str, *, source, settings: TransferSettings,
                  verify: str = "stamp", progress_file: str | None = None, check_mode: bool = False,
                  hub: Hub | None = None, downloader: str = "resumable") -> None:
-        if verify not in VERIFY_MODES:
-            raise WeightsError(f"verify must be one of {VERIFY_MODES}, got {verify!r}")
-        if downloader not in DOWNLOADERS or (downloader == "huggingface_hub" and not isinstance(source, Hub)):
-            raise WeightsError(f"downloader must be one of {DOWNLOADERS}, and huggingface_hub downloads from the "
-                               f"hub only; got {downloader!r} with source {source.name}")
-        self.hf_home = hf_home
+        _require(verify in VERIFY_MODES, f"verify must be one of {VERIFY_MODES}, got {verify!r}")
+        _require(downloader == "resumable" or (downloader == "huggingface_hub" and isinstance(source, Hub)),
+                 f"downloader must be one of {DOWNLOADERS}, and huggingface_hub downloads from the hub only; got "
+                 f"{downloader!r} with source {source.name}")
         self.layout = CacheLayout(hf_home, repo_id)
         self.repo_id, self.revision, self.source, self.settings = repo_id, revision, source, settings
         self.verify, self.check_mode, self.hub, self.downloader = verify, check_mode, hub, downloader
@@ -790,8 +786,7 @@ class SnapshotSync:
         started = time.monotonic()
         if manifest is not None:
             self._check_given(manifest)  # before anything is written
-        if self.check_mode:
-            self.stamps = StampBook(self.layout.stamps)
+        if self.check_mode:  # blobs of the right size count as present: no stamps to read
             return self._plan_only(self._resolve(manifest), started)
         with self._locked():
             self.stamps = StampBook(self.layout.stamps)
@@ -811,17 +806,15 @@ class SnapshotSync:
                 self.progress.stop()
 
     def _check_given(self, manifest: Manifest) -> None:
-        if manifest.repo_id != self.repo_id:
-            raise WeightsError(f"the manifest describes {manifest.repo_id}, not {self.repo_id}")
-        if self.revision not in (manifest.revision, manifest.commit):
-            raise WeightsError(f"the manifest describes {manifest.repo_id}@{manifest.revision} "
-                               f"(commit {manifest.commit}), not revision {self.revision!r}")
+        _require(manifest.repo_id == self.repo_id, f"the manifest describes {manifest.repo_id}, not {self.repo_id}")
+        _require(self.revision in (manifest.revision, manifest.commit),
+                 f"the manifest describes {manifest.repo_id}@{manifest.revision} (commit {manifest.commit}), not "
+                 f"revision {self.revision!r}")
 
     def _resolve(self, manifest: Manifest | None) -> Manifest:
         """The given manifest, or the hub's for the revision; the run's totals come from it."""
         if manifest is None:
-            if self.hub is None:
-                raise WeightsError("no manifest was given and no hub is configured to ask for one")
+            _require(self.hub is not None, "no manifest was given and no hub is configured to ask for one")
             manifest = self.hub.manifest(self.revision, self.abort)
         if self.hub is not None:
             self.hub.revision, self.hub.commit = self.revision, manifest.commit
@@ -906,7 +899,7 @@ class SnapshotSync:
                               changed=bool(plan.to_fetch or plan.orphans or self._link_snapshot(manifest, False)),
                               files_downloaded=sum(len(blob.paths) for blob in plan.to_fetch),
                               bytes_downloaded=to_fetch_bytes - resumable, bytes_resumed=resumable,
-                              bytes_needed=bytes_needed(manifest, self.hf_home), orphans_removed=plan.orphans)
+                              bytes_needed=bytes_needed(manifest, self.layout.hf_home), orphans_removed=plan.orphans)
         result["files_to_download"] = sorted(path for blob in plan.to_fetch for path in blob.paths)
         return result
 
@@ -951,7 +944,7 @@ class SnapshotSync:
         for orphan in orphans:
             os.unlink(orphan)
         held = {item.etag for item in manifest.files if os.path.lexists(self.layout.blob(item.etag))}
-        needed = bytes_needed(manifest, self.hf_home)
+        needed = bytes_needed(manifest, self.layout.hf_home)
         hub, cache = self.hub, self.layout.hub_cache
         try:
             self.progress.set_phase("downloading", "huggingface_hub snapshot_download")
@@ -1103,7 +1096,7 @@ class SnapshotSync:
 
     def _write_failed(self, error: OSError, partial: str) -> WeightsError:
         if error.errno in DISK_FULL_ERRNOS:
-            return self._disk_full(bytes_needed(self.manifest, self.hf_home), free_bytes(self.layout.blobs))
+            return self._disk_full(bytes_needed(self.manifest, self.layout.hf_home), free_bytes(self.layout.blobs))
         return WeightsError(f"cannot write {partial}: {error}")
 
     def _disk_full(self, needed: int, free: int) -> DiskFullError:
