@@ -178,9 +178,9 @@ def _is_hex(value: object, length: int) -> bool:
 
 
 def _is_safe_relative_path(path: object) -> bool:
-    if not isinstance(path, str) or not path or path.startswith("/") or "\\" in path or "\0" in path:
-        return False
-    return all(part not in ("", ".", "..") for part in path.split("/"))
+    """Relative, no `.` or `..` or empty segment (so neither empty nor absolute), no backslash or NUL."""
+    return isinstance(path, str) and "\\" not in path and "\0" not in path and \
+        all(part not in ("", ".", "..") for part in path.split("/"))
 
 
 def load_manifest_file(path: str) -> Manifest:
