@@ -1052,30 +1052,30 @@ class SnapshotSync:
             state["offset"], state["hasher"] = 0, item.new_hasher()
             with contextlib.suppress(FileNotFoundError):  # so that the stream continues the digest
                 state["offset"] = self._hash_file(partial, state["hasher"])
-        try:
-            if state["offset"] == item.size:
-                open(partial, "ab").close()  # nothing to fetch (an empty file), but a file to publish
-            else:
-                with (self.source.open(item, state["offset"]) as (start, chunks),
-                      open(partial, "ab", buffering=0) as handle):
-                    skip = state["offset"] - start  # bytes to drop when the server ignored the Range header
-                    for chunk in chunks:
-                        if self.abort.is_set():
-                            raise _Aborted()
-                        if skip:
-                            chunk, skip = chunk[skip:], max(skip - len(chunk), 0)
-                            if not chunk:
-                                continue
-                        if state["offset"] + len(chunk) > item.size:
-                            raise _VerificationFailed(f"the source sent more than {item.size} bytes")
-                        _write_chunk(handle, chunk)
-                        state["hasher"].update(chunk)
-                        state["offset"] += len(chunk)
-                        state["written"] += len(chunk)
-                        self.progress.at(item.etag, state["offset"], len(chunk))
-                        backoff.progressed()
-        except OSError as error:  # the sources raise theirs as TransientError or WeightsError: this is the file
-            raise self._write_failed(error, partial) from error
+        if state["offset"] == item.size:
+            open(partial, "ab").close()  # nothing to fetch (an empty file), but a file to publish
+        else:
+            with self.source.open(item, state["offset"]) as (start, chunks):
+                skip = state["offset"] - start  # bytes to drop when the server ignored the Range header
+                try:
+                    with open(partial, "ab", buffering=0) as handle:
+                        for chunk in chunks:  # read errors come as TransientError: an OSError here is the file's
+                            if self.abort.is_set():
+                                raise _Aborted()
+                            if skip:
+                                chunk, skip = chunk[skip:], max(skip - len(chunk), 0)
+                                if not chunk:
+                                    continue
+                            if state["offset"] + len(chunk) > item.size:
+                                raise _VerificationFailed(f"the source sent more than {item.size} bytes")
+                            _write_chunk(handle, chunk)
+                            state["hasher"].update(chunk)
+                            state["offset"] += len(chunk)
+                            state["written"] += len(chunk)
+                            self.progress.at(item.etag, state["offset"], len(chunk))
+                            backoff.progressed()
+                except OSError as error:
+                    raise self._write_failed(error, partial) from error
         if state["offset"] < item.size:
             raise TransientError(f"{item.path}: the body ended after {state['offset']} of {item.size} bytes")
         digest = state["hasher"].hexdigest()
