@@ -1,12 +1,23 @@
-"""Filter of playbooks/validate.yml: inventory variables that no role reads, because their names are misspelt.
+"""Filters of an inventory's hosts and variables.
 
 Ansible ignores a variable no task reads, so `vllm_servce_port: 9000` silently leaves the port at its default.
-`inventory_variable_problems` compares the names a host's inventory sets with the options every role declares in
-its meta/argument_specs.yml, and returns one message per name that carries a role's prefix without being one of
-its options, or that is one typo away from an option.
+`inventory_variable_problems` (playbooks/validate.yml) compares the names a host's inventory sets with the options
+every role declares in its meta/argument_specs.yml, and returns one message per name that carries a role's prefix
+without being one of its options, or that is one typo away from an option.
+
+`inventory_host_address` and `inventory_host_addresses` are where other hosts reach a host (its default IPv4
+address once its facts are gathered, else its ansible_host, else its name), and `role_default` is a role's plain
+default for a variable, read from the role, for plays that read another host's variables, where the defaults of a
+role that runs there are not in scope (module_utils/inventory_hosts.py holds both).
 """
 
 import difflib
+import os
+import sys
+
+# Controller-side plugins cannot import the project's module_utils through ansible.module_utils.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "module_utils"))
+import inventory_hosts  # noqa: E402  pylint: disable=wrong-import-position
 
 DOCUMENTATION = r"""
 name: inventory_variable_problems
@@ -67,8 +78,26 @@ def inventory_variable_problems(names, role_options):
     return problems
 
 
+def inventory_host_address(variables, name):
+    """Where other hosts reach an inventory host: `hostvars[host] | inventory_host_address(host)`."""
+    return inventory_hosts.reachable_address(variables, name)
+
+
+def inventory_host_addresses(variables, name):
+    """Every address an inventory host is known by, the one other hosts try first first."""
+    return inventory_hosts.reachable_addresses(variables, name)
+
+
+def role_default(variable):
+    """The plain default roles/<role>/defaults/main.yml gives a variable: `'loadbalancer_port' | role_default`."""
+    return inventory_hosts.role_default(str(variable))
+
+
 class FilterModule:
     """Ansible filter plugin entry point."""
 
     def filters(self):
-        return {"inventory_variable_problems": inventory_variable_problems}
+        return {"inventory_variable_problems": inventory_variable_problems,
+                "inventory_host_address": inventory_host_address,
+                "inventory_host_addresses": inventory_host_addresses,
+                "role_default": role_default}

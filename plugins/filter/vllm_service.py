@@ -1,12 +1,22 @@
-"""Filters of the vllm_service role: the rules a vLLM configuration for DeepSeek V3.2 on ROCm must keep.
+"""Filters of the vllm_service role: the rules a vLLM configuration for DeepSeek V3.2 on ROCm must keep, and what a
+serving node publishes.
 
 `vllm_config_problems` returns one message per broken rule, each naming the variable and the fix, so the role
 can refuse a configuration before any host is changed. `vllm_service_argv` is the one place that turns
-vllm_service_extra_args into the arguments the unit passes (and the rules check).
+vllm_service_extra_args into the arguments the unit passes (and the rules check). `vllm_service_endpoint` is the
+one place that says where a GPU node serves and what (docs/node-facts.md): the role writes its local fact with it,
+and every other reader (load balancers, Prometheus, the smoke test, the benchmark) reads a node through it.
 """
 
 import ipaddress
+import os
 import shlex
+import sys
+from urllib.parse import urlsplit
+
+# Controller-side plugins cannot import the project's module_utils through ansible.module_utils.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "module_utils"))
+import inventory_hosts  # noqa: E402  pylint: disable=wrong-import-position
 
 DOCUMENTATION = r"""
 name: vllm_config_problems
@@ -24,6 +34,9 @@ options:
     type: dict
     required: true
 """
+
+# What a serving node publishes (its local fact vllm_service), in this order; docs/node-facts.md.
+ENDPOINT_KEYS = ("address", "port", "url", "served_model_name", "revision", "image")
 
 MANDATORY_ENV = {"VLLM_ROCM_USE_AITER": "1", "AITER_ENABLE_VSKIP": "0", "HF_HUB_OFFLINE": "1"}
 # Flags the role sets from its own variables; extra args may not set them a second time.
@@ -265,8 +278,62 @@ def vllm_config_problems(config):
     return problems
 
 
+# --- what a serving node publishes ------------------------------------------------------------------------------
+
+def _value(variables, name):
+    """variables[name], or None when it is not set (a host's hostvars raise on a missing name, as a dict does)."""
+    try:
+        return variables[name]
+    except (KeyError, TypeError):
+        return None
+
+
+def _configured_endpoint(variables, name):
+    """The endpoint a node's variables describe: the vllm_service role's own values when the role passes them
+    (tasks/run.yml), else what the inventory sets, with the roles' defaults beneath it."""
+    listen = str(_value(variables, "vllm_service_listen_address") or "")
+    # vllm_service's default listen address is the node's default IPv4 address; 0.0.0.0 is every interface.
+    address = listen if listen not in ("", "0.0.0.0") else inventory_hosts.reachable_address(variables, name)
+    port = _value(variables, "vllm_service_port")
+    port = inventory_hosts.role_default("vllm_service_port") if port in (None, "") else port
+    served_model_name = (_value(variables, "vllm_service_served_model_name") or _value(variables, "vllm_service_model")
+                         or _value(variables, "model_weights_repo_id")
+                         or inventory_hosts.role_default("model_weights_repo_id"))
+    return {"address": address, "port": int(port), "url": f"http://{address}:{int(port)}",
+            "served_model_name": str(served_model_name),
+            "revision": str(_value(variables, "vllm_service_revision") or ""),
+            "image": str(_value(variables, "vllm_service_image") or "")}
+
+
+def vllm_service_endpoint(variables, name=None):
+    """Where a GPU node serves vLLM's API and what: {address, port, url, served_model_name, revision, image}.
+
+    What the node published (its local fact vllm_service, written by the role once the service answered, and put
+    back with the unit by a rollback) when its facts were gathered; else what its variables describe, with the
+    vllm_service and model_weights roles' defaults beneath (revision and image are then empty: nothing is known to
+    serve)."""
+    name = name or _value(variables, "inventory_hostname") or ""
+    published = _value(_value(variables, "ansible_local") or {}, "vllm_service")
+    configured = _configured_endpoint(variables, name)
+    if not published:
+        return configured
+    endpoint = {key: published.get(key) for key in ENDPOINT_KEYS}
+    if not endpoint["address"] or not endpoint["port"]:
+        # Facts written before the address and the port were recorded hold only the URL.
+        parts = urlsplit(str(published.get("url") or ""))
+        endpoint["address"] = endpoint["address"] or parts.hostname or configured["address"]
+        endpoint["port"] = endpoint["port"] or parts.port or configured["port"]
+    endpoint["port"] = int(endpoint["port"])
+    endpoint["url"] = endpoint["url"] or f"http://{endpoint['address']}:{endpoint['port']}"
+    endpoint["served_model_name"] = endpoint["served_model_name"] or configured["served_model_name"]
+    endpoint["revision"] = str(endpoint["revision"] or "")
+    endpoint["image"] = str(endpoint["image"] or "")
+    return endpoint
+
+
 class FilterModule:
     """Ansible filter plugin entry point."""
 
     def filters(self):
-        return {"vllm_config_problems": vllm_config_problems, "vllm_service_argv": vllm_service_argv}
+        return {"vllm_config_problems": vllm_config_problems, "vllm_service_argv": vllm_service_argv,
+                "vllm_service_endpoint": vllm_service_endpoint}

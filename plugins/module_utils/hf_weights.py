@@ -2,13 +2,14 @@
 
 Every hub interaction goes through the public API of the `huggingface_hub` client (2.4.0): model info, file URLs,
 the metadata HEAD (`get_hf_file_metadata`) that stops at the hub's redirect, the token and user-agent headers, and
-its exceptions. What the client does not do is ours:
+its exceptions; the cache's writer lock is the client's `WeakFileLock`. What the client does not do is ours:
 
 - resume across runs: a partial file has a stable name, `blobs/<sha256 or git oid>.incomplete`, and is continued
   with a Range request after the bytes already on disk are hashed (the client writes each attempt to a randomly
   named temp file that it deletes on failure, and that a killed run leaves behind);
 - hashing while streaming: every blob is verified (sha256 for LFS files, git blob sha1 for the others: the rule
-  of the client's `HfApi.verify_repo_checksums`) before it is renamed into `blobs/`, without reading it again;
+  of the client's `HfApi.verify_repo_checksums`, which applies it only to whole files on disk) before it is
+  renamed into `blobs/`, without reading it again;
 - verified-file stamps (size, mtime, inode), so a re-run does not re-hash hundreds of gigabytes;
 - retries of every step with exponential backoff and jitter, bounded by attempts and time without progress;
 - peers and paths as sources of bytes (fleet mode), verified against the same manifest, without the hub;
@@ -21,20 +22,22 @@ verify nothing against the sha256. The bytes are read with the standard library'
 fraction of the CPU per byte of the client's HTTP stack.
 
 The result is the client's cache layout as its cache guide documents it (`<hf_home>/hub/models--org--name/`
-with `blobs/`, `snapshots/<commit>/` links and `refs/<branch>`, written last), so `HF_HUB_OFFLINE=1` clients (vLLM)
-find the snapshot. `SnapshotSync` can also leave the transfer to the client (`downloader="huggingface_hub"`:
-`snapshot_download`, then its `verify_repo_checksums`), for sites that prefer hf_xet.
+with `blobs/`, `snapshots/<commit>/` links and `refs/<branch>`, written last; the client's own writers of that
+layout are private), so `HF_HUB_OFFLINE=1` clients (vLLM) find the snapshot. `SnapshotSync` can also leave the
+transfer to the client (`downloader="huggingface_hub"`: `snapshot_download`, then its `verify_repo_checksums`),
+for sites that prefer hf_xet.
 
-Only the standard library is imported at module level; huggingface_hub is imported where the hub is asked, which
-copies from a path or a seed never do.
+Only the standard library is imported at module level, so that the model_weights filter runs on a controller
+without huggingface_hub; the client is imported where it is used (the hub, and the cache's file lock).
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import errno
-import fcntl
+import glob
 import hashlib
 import http.client
 import json
@@ -47,8 +50,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
 # The client release this code is tested with (public API only).
 TESTED_HUGGINGFACE_HUB = "2.4.0"
@@ -63,8 +65,6 @@ RATE_WINDOW_SECONDS = 30.0
 CLIENT_TEMP_FILE = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})\.[0-9a-f]{8}\.incomplete$")
 # A client temp file this old is an orphan of a killed run, not a download in progress.
 CLIENT_TEMP_MIN_AGE_SECONDS = 300
-COMMIT_HASH = re.compile(r"^[0-9a-f]{40}$")
-SHA256 = re.compile(r"^[0-9a-f]{64}$")
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 VERIFY_MODES = ("stamp", "full")
 DOWNLOADERS = ("resumable", "huggingface_hub")
@@ -103,7 +103,7 @@ class _Aborted(Exception):
 # Manifest: what a revision holds
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class ManifestFile:
     """One file of a revision: LFS files have a sha256, every file has its git blob id."""
 
@@ -125,7 +125,7 @@ class ManifestFile:
         return hasher
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Manifest:
     repo_id: str
     revision: str
@@ -141,48 +141,46 @@ class Manifest:
         return self.revision != self.commit
 
     def to_dict(self) -> dict:
-        return {
-            "format": MANIFEST_FORMAT,
-            "repo_id": self.repo_id,
-            "revision": self.revision,
-            "commit": self.commit,
-            "files": [{"path": item.path, "size": item.size, "blob_id": item.blob_id, "sha256": item.sha256}
-                      for item in self.files],
-        }
+        return {"format": MANIFEST_FORMAT, "repo_id": self.repo_id, "revision": self.revision, "commit": self.commit,
+                "files": [dataclasses.asdict(item) for item in self.files]}
 
     @classmethod
     def from_dict(cls, data: dict) -> Manifest:
         """Validate a manifest received as data (from another host): hashes, sizes and safe relative paths."""
-        if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
-            raise WeightsError(f"the manifest is not a format {MANIFEST_FORMAT} manifest from hf_model_snapshot")
+        _require(isinstance(data, dict) and data.get("format") == MANIFEST_FORMAT,
+                 f"the manifest is not a format {MANIFEST_FORMAT} manifest from hf_model_snapshot")
         commit = data.get("commit")
-        if not isinstance(commit, str) or not COMMIT_HASH.match(commit):
-            raise WeightsError(f"the manifest's commit must be 40 hex characters, got {commit!r}")
+        _require(_is_hex(commit, 40), f"the manifest's commit must be 40 hex characters, got {commit!r}")
         files = []
         for entry in data.get("files") or []:
-            if not isinstance(entry, dict):
-                raise WeightsError(f"the manifest's files must be objects, got {entry!r}")
-            path, size = entry.get("path"), entry.get("size")
-            blob_id, sha256 = entry.get("blob_id"), entry.get("sha256")
-            if not _is_safe_relative_path(path):
-                raise WeightsError(f"the manifest holds an unsafe path: {path!r}")
-            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-                raise WeightsError(f"the manifest's size of {path} is not a byte count: {size!r}")
-            if not isinstance(blob_id, str) or not COMMIT_HASH.match(blob_id):
-                raise WeightsError(f"the manifest's blob_id of {path} is not a git object id: {blob_id!r}")
-            if sha256 is not None and (not isinstance(sha256, str) or not SHA256.match(sha256)):
-                raise WeightsError(f"the manifest's sha256 of {path} is not a sha256: {sha256!r}")
+            _require(isinstance(entry, dict), f"the manifest's files must be objects, got {entry!r}")
+            path, size, blob_id, sha256 = (entry.get(key) for key in ("path", "size", "blob_id", "sha256"))
+            _require(_is_safe_relative_path(path), f"the manifest holds an unsafe path: {path!r}")
+            _require(isinstance(size, int) and not isinstance(size, bool) and size >= 0,
+                     f"the manifest's size of {path} is not a byte count: {size!r}")
+            _require(_is_hex(blob_id, 40), f"the manifest's blob_id of {path} is not a git object id: {blob_id!r}")
+            _require(sha256 is None or _is_hex(sha256, 64),
+                     f"the manifest's sha256 of {path} is not a sha256: {sha256!r}")
             files.append(ManifestFile(path=path, size=size, blob_id=blob_id, sha256=sha256))
         repo_id, revision = data.get("repo_id"), data.get("revision")
-        if not isinstance(repo_id, str) or repo_id.count("/") != 1 or not isinstance(revision, str) or not files:
-            raise WeightsError("the manifest needs repo_id (org/name), revision and a list of files")
+        _require(isinstance(repo_id, str) and repo_id.count("/") == 1 and isinstance(revision, str) and bool(files),
+                 "the manifest needs repo_id (org/name), revision and a list of files")
         return cls(repo_id=repo_id, revision=revision, commit=commit, files=tuple(files))
 
 
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise WeightsError(message)
+
+
+def _is_hex(value: object, length: int) -> bool:
+    return isinstance(value, str) and re.fullmatch(f"[0-9a-f]{{{length}}}", value) is not None
+
+
 def _is_safe_relative_path(path: object) -> bool:
-    if not isinstance(path, str) or not path or path.startswith("/") or "\\" in path or "\0" in path:
-        return False
-    return all(part not in ("", ".", "..") for part in path.split("/"))
+    """Relative, no `.` or `..` or empty segment (so neither empty nor absolute), no backslash or NUL."""
+    return isinstance(path, str) and "\\" not in path and "\0" not in path and \
+        all(part not in ("", ".", "..") for part in path.split("/"))
 
 
 def load_manifest_file(path: str) -> Manifest:
@@ -197,7 +195,7 @@ def load_manifest_file(path: str) -> Manifest:
 # Settings and retries
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class TransferSettings:
     max_workers: int = 8
     timeout: float = 60.0  # connect and each read, seconds
@@ -271,12 +269,11 @@ class Hub:
         files = []
         for sibling in info.siblings or []:
             size = sibling.lfs.size if sibling.lfs else sibling.size
-            if size is None or sibling.blob_id is None:
-                raise WeightsError(f"{self.endpoint_url} sent no sizes or blob ids for {self.repo_id}@{revision} "
-                                   "(model info with blobs=true): it does not look like a Hugging Face hub endpoint")
+            _require(size is not None and sibling.blob_id is not None,
+                     f"{self.endpoint_url} sent no sizes or blob ids for {self.repo_id}@{revision} (model info with "
+                     "blobs=true): it does not look like a Hugging Face hub endpoint")
             files.append(ManifestFile(path=sibling.rfilename, size=size, blob_id=sibling.blob_id,
                                       sha256=sibling.lfs.sha256 if sibling.lfs else None))
-        self.commit = info.sha
         return Manifest(repo_id=self.repo_id, revision=revision, commit=info.sha, files=tuple(files))
 
     def _retrying(self, what: str, abort: threading.Event, call, path: str | None = None):
@@ -326,8 +323,6 @@ class Hub:
                 return TransientError(f"HTTP {status} from {self.endpoint_url}",
                                       retry_after=_retry_after(error.response.headers))
             return WeightsError(f"{where}{' ' + path if path else ''}: {error}")
-        if isinstance(error, errors.FileMetadataError):
-            return WeightsError(f"{where} {path}: {error}")
         if isinstance(error, (httpx2.TimeoutException, httpx2.NetworkError, httpx2.RemoteProtocolError)):
             return TransientError(f"{type(error).__name__} talking to the hub: {error}")
         raise error
@@ -345,9 +340,8 @@ class Hub:
         self._retrying(f"metadata of {item.path} from {self.endpoint_url}", threading.Event(),
                        lambda: self._metadata(item), item.path)
 
-    @contextlib.contextmanager
     def open(self, item: ManifestFile, offset: int):
-        """Stream `item` from `offset`; yields (first offset served, chunk iterator).
+        """Stream `item` from `offset`: a context manager that yields (first offset served, chunk iterator).
 
         The client's metadata HEAD (a fresh one per attempt, so a fresh signed URL) names the location: the hub
         itself for git files, the CDN for Git LFS files, the Xet bridge for Xet-backed ones (the client would hand
@@ -365,13 +359,9 @@ class Hub:
             raise WeightsError(f"{item.path}: the hub describes it as {metadata.etag} ({metadata.size} bytes) at "
                                f"{metadata.commit_hash}, the manifest as {item.etag} ({item.size} bytes) at "
                                f"{self.commit}.")
-        headers = build_hf_headers(token=self.token)
         signed = _origin(metadata.location) != _origin(url)
-        if signed:
-            headers.pop("authorization", None)
-        with _http_range(self._opener, metadata.location, headers, offset, item, self.settings.timeout,
-                         signed=signed) as body:
-            yield body
+        return _http_range(self._opener, metadata.location, build_hf_headers(token=False if signed else self.token),
+                           offset, item, self.settings.timeout, signed=signed)
 
 
 class _SameOriginAuthRedirects(urllib.request.HTTPRedirectHandler):
@@ -390,10 +380,8 @@ def _origin(url: str) -> tuple[str, str, int | None]:
 
 
 def _opener(environment_proxies: bool) -> urllib.request.OpenerDirector:
-    handlers: list = [_SameOriginAuthRedirects()]
-    if not environment_proxies:
-        handlers.append(urllib.request.ProxyHandler({}))
-    return urllib.request.build_opener(*handlers)
+    no_proxies = [] if environment_proxies else [urllib.request.ProxyHandler({})]
+    return urllib.request.build_opener(_SameOriginAuthRedirects(), *no_proxies)
 
 
 @contextlib.contextmanager
@@ -430,11 +418,9 @@ def _http_range(opener, url: str, headers: dict, offset: int, item: ManifestFile
 
 
 def _retry_after(headers) -> float | None:
-    value = headers.get("Retry-After") if headers is not None else None
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
+    with contextlib.suppress(TypeError, ValueError):  # absent, or a date
+        return float(headers.get("Retry-After"))
+    return None
 
 
 def _range_start(status: int, content_range: str | None, offset: int, item: ManifestFile) -> int:
@@ -458,12 +444,10 @@ class PeerHttp:
         self.settings = settings
         self._opener = _opener(environment_proxies=False)
 
-    @contextlib.contextmanager
     def open(self, item: ManifestFile, offset: int):
-        url = self.base_url + urllib.parse.quote(item.path)
-        with _http_range(self._opener, url, {}, offset, item, self.settings.timeout,
-                         hint=" - is the peer serving the snapshot directory of the manifest's commit?") as body:
-            yield body
+        return _http_range(self._opener, self.base_url + urllib.parse.quote(item.path), {}, offset, item,
+                           self.settings.timeout, hint=" - is the peer serving the snapshot directory of the "
+                           "manifest's commit?")
 
 
 class LocalPath:
@@ -491,11 +475,7 @@ class LocalPath:
 def _file_chunks(stream, where: str):
     """Chunks of a file-like object; read errors (resets, NFS hiccups, truncation) are transient."""
     try:
-        while True:
-            chunk = stream.read(READ_CHUNK)
-            if not chunk:
-                return
-            yield chunk
+        yield from iter(lambda: stream.read(READ_CHUNK), b"")
     except (OSError, http.client.HTTPException) as error:
         raise TransientError(f"reading {where}: {error!r}") from error
 
@@ -513,6 +493,8 @@ class CacheLayout:
         self.folder_name = "models--" + repo_id.replace("/", "--")
         self.storage = os.path.join(self.hub_cache, self.folder_name)
         self.blobs = os.path.join(self.storage, "blobs")
+        self.stamps = os.path.join(self.storage, ".hf_weights_verified.json")
+        self.lock = os.path.join(self.hub_cache, ".locks", self.folder_name, "hf_weights.lock")
 
     def blob(self, etag: str) -> str:
         return os.path.join(self.blobs, etag)
@@ -529,14 +511,6 @@ class CacheLayout:
     def ref(self, name: str) -> str:
         return os.path.join(self.storage, "refs", *name.split("/"))
 
-    @property
-    def stamps(self) -> str:
-        return os.path.join(self.storage, ".hf_weights_verified.json")
-
-    @property
-    def lock(self) -> str:
-        return os.path.join(self.hub_cache, ".locks", self.folder_name, "hf_weights.lock")
-
 
 class StampBook:
     """Blobs verified earlier, keyed by etag, with the size, mtime and inode they had when hashed."""
@@ -546,8 +520,7 @@ class StampBook:
         self._lock = threading.Lock()
         self._dirty, self._saved_at = False, time.monotonic()
         try:
-            with open(path, encoding="utf-8") as handle:
-                data = json.load(handle)
+            data = json.loads(_read_text(path) or "{}")
             self._stamps = data["blobs"] if data.get("format") == STAMP_FORMAT else {}
         except (OSError, ValueError, KeyError, AttributeError):
             self._stamps = {}
@@ -582,17 +555,27 @@ class StampBook:
                 self._save()
 
     def _save(self) -> None:
-        _write_json_atomically(self.path, {"format": STAMP_FORMAT, "blobs": self._stamps})
+        _replace_file(self.path, json.dumps({"format": STAMP_FORMAT, "blobs": self._stamps}, separators=(",", ":"),
+                                            sort_keys=True))  # compact, and the C encoder: fast
         self._dirty, self._saved_at = False, time.monotonic()
 
 
-def _write_json_atomically(path: str, value: object) -> None:
+def _replace_file(path: str, text: str) -> None:
+    """Write a small file through a temp file renamed over it: a reader sees the old file or the new one."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     temporary = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
     with open(temporary, "w", encoding="utf-8") as handle:
-        handle.write(json.dumps(value, separators=(",", ":"), sort_keys=True))  # the C encoder: fast
+        handle.write(text)
     os.chmod(temporary, 0o644)
     os.replace(temporary, path)
+
+
+def _read_text(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
 
 
 def _size_or_zero(path: str) -> int:
@@ -627,12 +610,9 @@ def bytes_needed(manifest: Manifest, hf_home: str) -> int:
 def bytes_needed_given(manifest: Manifest, blob_sizes: dict[str, int]) -> int:
     """`bytes_needed` for a cache whose blobs directory holds these files (name: bytes), e.g. listed on another
     host: blobs of other revisions do not count, partial files (`<etag>.incomplete`) of this one's do."""
-    needed = 0
-    for item in {item.etag: item for item in manifest.files}.values():
-        if blob_sizes.get(item.etag) == item.size:
-            continue
-        needed += max(item.size - blob_sizes.get(item.etag + ".incomplete", 0), 0)
-    return needed
+    unique = {item.etag: item for item in manifest.files}.values()
+    return sum(max(item.size - blob_sizes.get(item.etag + ".incomplete", 0), 0)
+               for item in unique if blob_sizes.get(item.etag) != item.size)
 
 
 def _write_chunk(handle, data: bytes) -> None:
@@ -688,7 +668,7 @@ class Progress:
 
     def _write(self) -> None:
         with contextlib.suppress(OSError):  # a progress file must never fail the download
-            _write_json_atomically(self.path, self.snapshot())
+            _replace_file(self.path, json.dumps(self.snapshot(), separators=(",", ":"), sort_keys=True))
 
     def set_phase(self, phase: str, message: str = "") -> None:
         with self._lock:
@@ -701,32 +681,26 @@ class Progress:
             self.identity["commit"] = commit
             self.files_total, self.bytes_total = files_total, bytes_total
 
-    def in_place(self, size: int, paths: int) -> None:
+    def in_place(self, size: int, paths: int, etag: str | None = None) -> None:
+        """A blob is in place: found, or just published (then `etag`: its partial file is gone)."""
         with self._lock:
+            self.partial.pop(etag, None)
             self.bytes_in_place += size * paths
             self.files_done += paths
 
-    def set_partial(self, etag: str, offset: int) -> None:
+    def at(self, etag: str, offset: int, written: int = 0) -> None:
+        """`etag`'s partial file holds `offset` bytes, `written` of them just now."""
         with self._lock:
             self.partial[etag] = offset
+            self.bytes_downloaded += written
 
     def started(self, etag: str, path: str, size: int) -> None:
         with self._lock:
             self.current[etag] = (path, size)
 
-    def transferred(self, etag: str, offset: int, written: int) -> None:
-        with self._lock:
-            self.partial[etag] = offset
-            self.bytes_downloaded += written
-
-    def finished(self, etag: str, size: int | None = None, paths: int = 0) -> None:
-        """The transfer of `etag` ended: published (size and paths given) or stopped with its partial kept."""
+    def stopped(self, etag: str) -> None:
         with self._lock:
             self.current.pop(etag, None)
-            if size is not None:
-                self.partial.pop(etag, None)
-                self.bytes_in_place += size * paths
-                self.files_done += paths
 
     def snapshot(self) -> dict:
         now = time.monotonic()
@@ -761,21 +735,21 @@ class Progress:
 # The run
 
 
-@dataclass
+@dataclasses.dataclass
 class _Blob:
     """A unique blob of the manifest and the paths that point at it."""
 
     item: ManifestFile
-    paths: list[str] = field(default_factory=list)
+    paths: list[str] = dataclasses.field(default_factory=list)
 
 
-@dataclass
+@dataclasses.dataclass
 class _Plan:
-    in_place: list[_Blob] = field(default_factory=list)
-    to_hash: list[_Blob] = field(default_factory=list)
-    to_fetch: list[_Blob] = field(default_factory=list)
-    partial_bytes: dict[str, int] = field(default_factory=dict)  # etag -> bytes of its partial file
-    orphans: list[str] = field(default_factory=list)
+    in_place: list[_Blob] = dataclasses.field(default_factory=list)
+    to_hash: list[_Blob] = dataclasses.field(default_factory=list)
+    to_fetch: list[_Blob] = dataclasses.field(default_factory=list)
+    partial_bytes: dict[str, int] = dataclasses.field(default_factory=dict)  # etag -> bytes of its partial file
+    orphans: list[str] = dataclasses.field(default_factory=list)
 
     def fetch(self, blob: _Blob, partial_bytes: int) -> None:
         self.to_fetch.append(blob)
@@ -789,12 +763,10 @@ class SnapshotSync:
     def __init__(self, hf_home: str, repo_id: str, revision: str, *, source, settings: TransferSettings,
                  verify: str = "stamp", progress_file: str | None = None, check_mode: bool = False,
                  hub: Hub | None = None, downloader: str = "resumable") -> None:
-        if verify not in VERIFY_MODES:
-            raise WeightsError(f"verify must be one of {VERIFY_MODES}, got {verify!r}")
-        if downloader not in DOWNLOADERS or (downloader == "huggingface_hub" and not isinstance(source, Hub)):
-            raise WeightsError(f"downloader must be one of {DOWNLOADERS}, and huggingface_hub downloads from the "
-                               f"hub only; got {downloader!r} with source {source.name}")
-        self.hf_home = hf_home
+        _require(verify in VERIFY_MODES, f"verify must be one of {VERIFY_MODES}, got {verify!r}")
+        _require(downloader == "resumable" or (downloader == "huggingface_hub" and isinstance(source, Hub)),
+                 f"downloader must be one of {DOWNLOADERS}, and huggingface_hub downloads from the hub only; got "
+                 f"{downloader!r} with source {source.name}")
         self.layout = CacheLayout(hf_home, repo_id)
         self.repo_id, self.revision, self.source, self.settings = repo_id, revision, source, settings
         self.verify, self.check_mode, self.hub, self.downloader = verify, check_mode, hub, downloader
@@ -805,7 +777,6 @@ class SnapshotSync:
         self._lock = threading.Lock()
         self.refetched: set[str] = set()  # paths whose bytes failed verification and were fetched again
         self.files_downloaded = 0
-        self.blobs_published = 0
         self.manifest: Manifest | None = None
 
     # -- entry point -------------------------------------------------------------------------------------------
@@ -815,8 +786,7 @@ class SnapshotSync:
         started = time.monotonic()
         if manifest is not None:
             self._check_given(manifest)  # before anything is written
-        if self.check_mode:
-            self.stamps = StampBook(self.layout.stamps)
+        if self.check_mode:  # blobs of the right size count as present: no stamps to read
             return self._plan_only(self._resolve(manifest), started)
         with self._locked():
             self.stamps = StampBook(self.layout.stamps)
@@ -836,17 +806,15 @@ class SnapshotSync:
                 self.progress.stop()
 
     def _check_given(self, manifest: Manifest) -> None:
-        if manifest.repo_id != self.repo_id:
-            raise WeightsError(f"the manifest describes {manifest.repo_id}, not {self.repo_id}")
-        if self.revision not in (manifest.revision, manifest.commit):
-            raise WeightsError(f"the manifest describes {manifest.repo_id}@{manifest.revision} "
-                               f"(commit {manifest.commit}), not revision {self.revision!r}")
+        _require(manifest.repo_id == self.repo_id, f"the manifest describes {manifest.repo_id}, not {self.repo_id}")
+        _require(self.revision in (manifest.revision, manifest.commit),
+                 f"the manifest describes {manifest.repo_id}@{manifest.revision} (commit {manifest.commit}), not "
+                 f"revision {self.revision!r}")
 
     def _resolve(self, manifest: Manifest | None) -> Manifest:
         """The given manifest, or the hub's for the revision; the run's totals come from it."""
         if manifest is None:
-            if self.hub is None:
-                raise WeightsError("no manifest was given and no hub is configured to ask for one")
+            _require(self.hub is not None, "no manifest was given and no hub is configured to ask for one")
             manifest = self.hub.manifest(self.revision, self.abort)
         if self.hub is not None:
             self.hub.revision, self.hub.commit = self.revision, manifest.commit
@@ -856,24 +824,19 @@ class SnapshotSync:
 
     @contextlib.contextmanager
     def _locked(self):
-        """One writer per repository cache: a second run waits for the first without touching the progress file
-        (which keeps showing the first run's progress) and reads the stamps only once the first is done."""
+        """One writer per repository cache (the client's own file lock, under its `.locks/`): a second run waits
+        for the first without touching the progress file (which keeps showing the first run's progress) and reads
+        the stamps only once the first is done."""
+        from huggingface_hub.utils import WeakFileLock
+
         os.makedirs(os.path.dirname(self.layout.lock), exist_ok=True)
-        deadline = time.monotonic() + self.settings.lock_timeout
-        with open(self.layout.lock, "a+") as handle:
-            while True:
-                try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise WeightsError(f"another download has held {self.layout.lock} for more than "
-                                           f"{self.settings.lock_timeout:.0f} s; let it finish or stop it") from None
-                    time.sleep(1)
+        with contextlib.ExitStack() as held:
             try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+                held.enter_context(WeakFileLock(self.layout.lock, timeout=self.settings.lock_timeout))
+            except TimeoutError:
+                raise WeightsError(f"another download has held {self.layout.lock} for more than "
+                                   f"{self.settings.lock_timeout:.0f} s; let it finish or stop it") from None
+            yield
 
     # -- planning ----------------------------------------------------------------------------------------------
 
@@ -902,32 +865,29 @@ class SnapshotSync:
     def _client_orphans(self) -> list[str]:
         """Temp files that killed huggingface_hub runs left in blobs/ (no later run reuses or removes them)."""
         cutoff = time.time() - CLIENT_TEMP_MIN_AGE_SECONDS
-        return [path for name, path in self._blob_files()
-                if CLIENT_TEMP_FILE.match(name) and os.stat(path).st_mtime < cutoff]
+        return [path for path in sorted(glob.glob(os.path.join(glob.escape(self.layout.blobs), "*.incomplete")))
+                if CLIENT_TEMP_FILE.match(os.path.basename(path)) and os.stat(path).st_mtime < cutoff]
 
-    def _blob_files(self) -> list[tuple[str, str]]:
-        if not os.path.isdir(self.layout.blobs):
-            return []
-        return [(name, os.path.join(self.layout.blobs, name)) for name in sorted(os.listdir(self.layout.blobs))]
-
-    def _link_changes(self, manifest: Manifest) -> list[tuple[str, str]]:
-        """(pointer, relative target) of every snapshot link that is missing or points elsewhere."""
-        changes = []
+    def _link_snapshot(self, manifest: Manifest, write: bool) -> bool:
+        """Point the snapshot's links at their blobs, then the branch's ref at the commit (last: a reader that
+        follows the branch finds a complete snapshot). Whether anything changed (or would, unless `write`)."""
+        changed = False
         for item in manifest.files:
             pointer = self.layout.pointer(manifest.commit, item.path)
             target = os.path.relpath(self.layout.blob(item.etag), os.path.dirname(pointer))
             if not os.path.islink(pointer) or os.readlink(pointer) != target:
-                changes.append((pointer, target))
-        return changes
-
-    def _ref_changed(self, manifest: Manifest) -> bool:
-        if not manifest.resolved_from_branch:
-            return False
-        try:
-            with open(self.layout.ref(manifest.revision), encoding="utf-8") as handle:
-                return handle.read() != manifest.commit
-        except FileNotFoundError:
-            return True
+                changed = True
+                if write:
+                    os.makedirs(os.path.dirname(pointer), exist_ok=True)
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(pointer)
+                    os.symlink(target, pointer)
+        ref = self.layout.ref(manifest.revision)
+        if manifest.resolved_from_branch and _read_text(ref) != manifest.commit:
+            changed = True
+            if write:
+                _replace_file(ref, manifest.commit)  # no newline, as the client writes it
+        return changed
 
     def _plan_only(self, manifest: Manifest, started: float) -> dict:
         if isinstance(self.source, Hub) and manifest.files:
@@ -935,11 +895,11 @@ class SnapshotSync:
         plan = self._survey(manifest)
         resumable = sum(plan.partial_bytes.values())
         to_fetch_bytes = sum(blob.item.size for blob in plan.to_fetch)
-        changed = bool(plan.to_fetch or plan.orphans or self._link_changes(manifest) or self._ref_changed(manifest))
-        result = self._result(manifest, started, changed=changed,
+        result = self._result(manifest, started,
+                              changed=bool(plan.to_fetch or plan.orphans or self._link_snapshot(manifest, False)),
                               files_downloaded=sum(len(blob.paths) for blob in plan.to_fetch),
                               bytes_downloaded=to_fetch_bytes - resumable, bytes_resumed=resumable,
-                              bytes_needed=bytes_needed(manifest, self.hf_home), orphans=plan.orphans)
+                              bytes_needed=bytes_needed(manifest, self.layout.hf_home), orphans_removed=plan.orphans)
         result["files_to_download"] = sorted(path for blob in plan.to_fetch for path in blob.paths)
         return result
 
@@ -951,7 +911,7 @@ class SnapshotSync:
         for orphan in plan.orphans:
             os.unlink(orphan)
         for etag, offset in plan.partial_bytes.items():
-            self.progress.set_partial(etag, offset)
+            self.progress.at(etag, offset)
         for blob in plan.in_place:
             self.progress.in_place(blob.item.size, len(blob.paths))
         self._in_parallel(self._verify_blob, plan.to_hash, plan)
@@ -966,14 +926,13 @@ class SnapshotSync:
         plan.to_fetch.sort(key=lambda blob: (-blob.item.size, blob.item.path))  # big first: a short tail
         self._in_parallel(self._fetch_blob, plan.to_fetch, plan)
 
-        link_changes, ref_changed = self._link_changes(manifest), self._ref_changed(manifest)
-        self._publish(manifest, link_changes, ref_changed)
+        linked = self._link_snapshot(manifest, True)
         written = self.progress.bytes_downloaded
-        changed = bool(written or self.blobs_published or plan.orphans or self.refetched or link_changes
-                       or ref_changed)
-        return self._result(manifest, started, changed=changed, files_downloaded=self.files_downloaded,
-                            bytes_downloaded=written, bytes_resumed=sum(plan.partial_bytes.values()),
-                            bytes_needed=needed, orphans=plan.orphans)
+        return self._result(manifest, started,
+                            changed=bool(plan.to_fetch or plan.orphans or linked),  # every blob fetched is new
+                            files_downloaded=self.files_downloaded, bytes_downloaded=written,
+                            bytes_resumed=sum(plan.partial_bytes.values()), bytes_needed=needed,
+                            orphans_removed=plan.orphans)
 
     def _sync_with_client(self, manifest: Manifest, started: float) -> dict:
         """huggingface_hub's own download (through hf_xet for Xet-backed files, unless HF_HUB_DISABLE_XET is set),
@@ -984,8 +943,8 @@ class SnapshotSync:
         orphans = self._client_orphans()
         for orphan in orphans:
             os.unlink(orphan)
-        held = {name for name, _ in self._blob_files()}
-        needed = bytes_needed(manifest, self.hf_home)
+        held = {item.etag for item in manifest.files if os.path.lexists(self.layout.blob(item.etag))}
+        needed = bytes_needed(manifest, self.layout.hf_home)
         hub, cache = self.hub, self.layout.hub_cache
         try:
             self.progress.set_phase("downloading", "huggingface_hub snapshot_download")
@@ -1010,31 +969,22 @@ class SnapshotSync:
                                f"{self.repo_id}@{manifest.commit} do not match the hub's checksums or are missing "
                                f"({', '.join(failed[:5])}{', ...' if len(failed) > 5 else ''}); they were removed "
                                "and the next attempt downloads them again.")
-        ref_changed = self._ref_changed(manifest)
-        self._publish(manifest, [], ref_changed)
+        linked = self._link_snapshot(manifest, True)  # the client's links stand; the ref is ours to write
         new = {item.etag: item for item in manifest.files if item.etag not in held}
-        return self._result(manifest, started, changed=bool(new or orphans or ref_changed),
+        return self._result(manifest, started, changed=bool(new or orphans or linked),
                             files_downloaded=sum(1 for item in manifest.files if item.etag in new),
                             bytes_downloaded=sum(item.size for item in new.values()), bytes_resumed=0,
-                            bytes_needed=needed, orphans=orphans)
+                            bytes_needed=needed, orphans_removed=orphans)
 
     def _in_parallel(self, work, blobs: list[_Blob], plan: _Plan) -> None:
         """Run `work(blob, plan)` on a pool; the first failure stops the others (their partial files stay)."""
-        if not blobs:
-            return
-        first_error: BaseException | None = None
-        with ThreadPoolExecutor(max_workers=max(1, self.settings.max_workers),
-                                thread_name_prefix="hf-weights") as pool:
-            futures = [pool.submit(work, blob, plan) for blob in list(blobs)]
-            for future in as_completed(futures):
-                error = None if future.cancelled() else future.exception()
-                if error is not None and not isinstance(error, _Aborted) and first_error is None:
-                    first_error = error
-                    self.abort.set()
-                    for pending in futures:
-                        pending.cancel()
-        if first_error is not None:
-            raise first_error
+        with ThreadPoolExecutor(max(1, self.settings.max_workers), thread_name_prefix="hf-weights") as pool:
+            done, _ = wait([pool.submit(work, blob, plan) for blob in list(blobs)], return_when=FIRST_EXCEPTION)
+            failed = [future.exception() for future in done if future.exception() is not None]
+            if failed:  # the others stop at their next chunk (_Aborted), the queued ones never start
+                self.abort.set()
+                pool.shutdown(cancel_futures=True)
+                raise failed[0]
 
     def _verify_blob(self, blob: _Blob, plan: _Plan) -> None:
         """Hash a blob that has no valid stamp; a mismatch deletes it and queues it for fetching."""
@@ -1051,7 +1001,7 @@ class SnapshotSync:
         with self._lock:
             self.refetched.update(blob.paths)
             plan.fetch(blob, partial)
-        self.progress.set_partial(item.etag, plan.partial_bytes[item.etag])
+        self.progress.at(item.etag, plan.partial_bytes[item.etag])
 
     def _fetch_blob(self, blob: _Blob, plan: _Plan) -> None:
         """Fetch one blob into its partial file with retries, verify it, rename it into blobs/."""
@@ -1060,14 +1010,13 @@ class SnapshotSync:
         item = blob.item
         partial = self.layout.partial(item.etag)
         backoff = Backoff(self.settings, self.abort, f"{item.path} from {self.source.name}")
-        state: dict = {}  # offset and hasher of the partial file, kept across attempts
-        tally = {"written": 0}
+        state = {"written": 0}  # with the offset and hasher of the partial file, kept across attempts
         failed_verification = False
         self.progress.started(item.etag, item.path, item.size)
         try:
             while True:
                 try:
-                    self._transfer(item, partial, state, tally, backoff)
+                    self._transfer(item, partial, state, backoff)
                     break
                 except _VerificationFailed as error:
                     if failed_verification:
@@ -1077,37 +1026,58 @@ class SnapshotSync:
                     failed_verification = True
                     with self._lock:
                         self.refetched.update(blob.paths)
-                    _discard(partial, state)
-                    self.progress.set_partial(item.etag, 0)
+                    self._discard(item, partial, state)
                 except TransientError as error:
                     if error.restart:
-                        _discard(partial, state)
-                        self.progress.set_partial(item.etag, 0)
+                        self._discard(item, partial, state)
                     backoff.wait_or_give_up(error)
-        except BaseException:
-            self.progress.finished(item.etag)
-            raise
-        with self._lock:
-            self.blobs_published += 1
-            if tally["written"]:
+        finally:
+            self.progress.stopped(item.etag)
+        if state["written"]:
+            with self._lock:
                 self.files_downloaded += len(blob.paths)
-        self.progress.finished(item.etag, item.size, len(blob.paths))
+        self.progress.in_place(item.size, len(blob.paths), item.etag)
 
-    def _transfer(self, item: ManifestFile, partial: str, state: dict, tally: dict, backoff: Backoff) -> None:
-        """One attempt: continue the partial file from where it stops, verify it, publish it."""
-        on_disk = _size_or_zero(partial)
-        if on_disk > item.size:
-            _discard(partial, state)
-            on_disk = 0
-        if state.get("offset") != on_disk:  # first attempt, or the file changed: hash what is there
+    def _discard(self, item: ManifestFile, partial: str, state: dict) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(partial)
+        state.pop("offset", None)
+        self.progress.at(item.etag, 0)
+
+    def _transfer(self, item: ManifestFile, partial: str, state: dict, backoff: Backoff) -> None:
+        """One attempt: continue the partial file from where it stops, hashing what arrives, verify it, publish it."""
+        if _size_or_zero(partial) > item.size:
+            self._discard(item, partial, state)
+        if state.get("offset") != _size_or_zero(partial):  # first attempt, or the file changed: hash what is there
             state["offset"], state["hasher"] = 0, item.new_hasher()
             with contextlib.suppress(FileNotFoundError):  # so that the stream continues the digest
                 state["offset"] = self._hash_file(partial, state["hasher"])
-        if state["offset"] < item.size:
+        if state["offset"] == item.size:
+            open(partial, "ab").close()  # nothing to fetch (an empty file), but a file to publish
+        else:
             with self.source.open(item, state["offset"]) as (start, chunks):
-                self._append(item, partial, state, tally, start, chunks, backoff)
-            if state["offset"] < item.size:
-                raise TransientError(f"{item.path}: the body ended after {state['offset']} of {item.size} bytes")
+                skip = state["offset"] - start  # bytes to drop when the server ignored the Range header
+                try:
+                    with open(partial, "ab", buffering=0) as handle:
+                        for chunk in chunks:  # read errors come as TransientError: an OSError here is the file's
+                            if self.abort.is_set():
+                                raise _Aborted()
+                            if skip:
+                                chunk, skip = chunk[skip:], max(skip - len(chunk), 0)
+                                if not chunk:
+                                    continue
+                            if state["offset"] + len(chunk) > item.size:
+                                raise _VerificationFailed(f"the source sent more than {item.size} bytes")
+                            _write_chunk(handle, chunk)
+                            state["hasher"].update(chunk)
+                            state["offset"] += len(chunk)
+                            state["written"] += len(chunk)
+                            self.progress.at(item.etag, state["offset"], len(chunk))
+                            backoff.progressed()
+                except OSError as error:
+                    raise self._write_failed(error, partial) from error
+        if state["offset"] < item.size:
+            raise TransientError(f"{item.path}: the body ended after {state['offset']} of {item.size} bytes")
         digest = state["hasher"].hexdigest()
         if digest != item.etag:
             raise _VerificationFailed(f"got {digest}, expected {item.etag}")
@@ -1124,40 +1094,9 @@ class SnapshotSync:
                 count += len(chunk)
         return count
 
-    def _append(self, item: ManifestFile, partial: str, state: dict, tally: dict, start: int, chunks,
-                backoff: Backoff) -> None:
-        skip = state["offset"] - start  # bytes to drop when the server ignored the Range header
-        os.makedirs(self.layout.blobs, exist_ok=True)
-        handle = open(partial, "ab", buffering=0)
-        try:
-            for chunk in chunks:
-                if self.abort.is_set():
-                    raise _Aborted()
-                if skip:
-                    dropped = min(skip, len(chunk))
-                    chunk, skip = chunk[dropped:], skip - dropped
-                    if not chunk:
-                        continue
-                if state["offset"] + len(chunk) > item.size:
-                    raise _VerificationFailed(f"the source sent more than {item.size} bytes")
-                try:
-                    _write_chunk(handle, chunk)
-                except OSError as error:
-                    raise self._write_failed(error, partial) from error
-                state["hasher"].update(chunk)
-                state["offset"] += len(chunk)
-                tally["written"] += len(chunk)
-                self.progress.transferred(item.etag, state["offset"], len(chunk))
-                backoff.progressed()
-        finally:
-            try:
-                handle.close()
-            except OSError as error:
-                raise self._write_failed(error, partial) from error
-
     def _write_failed(self, error: OSError, partial: str) -> WeightsError:
         if error.errno in DISK_FULL_ERRNOS:
-            return self._disk_full(bytes_needed(self.manifest, self.hf_home), free_bytes(self.layout.blobs))
+            return self._disk_full(bytes_needed(self.manifest, self.layout.hf_home), free_bytes(self.layout.blobs))
         return WeightsError(f"cannot write {partial}: {error}")
 
     def _disk_full(self, needed: int, free: int) -> DiskFullError:
@@ -1169,35 +1108,16 @@ class SnapshotSync:
 
     def _publish_blob(self, item: ManifestFile, partial: str) -> None:
         """Make the verified partial file durable, rename it into blobs/ and stamp it."""
-        fd = os.open(partial, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        with open(partial, "rb") as handle:
+            os.fsync(handle.fileno())
         os.chmod(partial, 0o644)
-        blob = self.layout.blob(item.etag)
-        os.replace(partial, blob)
-        self.stamps.record(item, os.stat(blob))
+        os.replace(partial, self.layout.blob(item.etag))
+        self.stamps.record(item, os.stat(self.layout.blob(item.etag)))
 
-    def _publish(self, manifest: Manifest, link_changes, ref_changed: bool) -> None:
-        """Links, then the ref: a reader that follows the branch finds a complete snapshot."""
-        for pointer, target in link_changes:
-            os.makedirs(os.path.dirname(pointer), exist_ok=True)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(pointer)
-            os.symlink(target, pointer)
-        if ref_changed:
-            ref = self.layout.ref(manifest.revision)
-            os.makedirs(os.path.dirname(ref), exist_ok=True)
-            temporary = f"{ref}.{os.getpid()}.tmp"
-            with open(temporary, "w", encoding="utf-8") as handle:
-                handle.write(manifest.commit)  # no newline, as the client writes it
-            os.replace(temporary, ref)
-
-    def _result(self, manifest: Manifest, started: float, *, changed: bool, files_downloaded: int,
-                bytes_downloaded: int, bytes_resumed: int, bytes_needed: int, orphans: list[str]) -> dict:
+    def _result(self, manifest: Manifest, started: float, **counts) -> dict:
+        """The module's return values; `counts`: changed, files_downloaded, bytes_downloaded, bytes_resumed,
+        bytes_needed and orphans_removed, which depend on the kind of run."""
         return {
-            "changed": changed,
             "repo_id": manifest.repo_id,
             "revision": self.revision,
             "commit": manifest.commit,
@@ -1206,18 +1126,8 @@ class SnapshotSync:
             "source": self.source.name,
             "files_total": len(manifest.files),
             "bytes_total": manifest.bytes_total,
-            "files_downloaded": files_downloaded,
-            "bytes_downloaded": bytes_downloaded,
-            "bytes_resumed": bytes_resumed,
-            "bytes_needed": bytes_needed,
             "files_refetched": sorted(self.refetched),
-            "orphans_removed": orphans,
             "elapsed_seconds": round(time.monotonic() - started, 3),
             "manifest": manifest.to_dict(),
+            **counts,
         }
-
-
-def _discard(partial: str, state: dict) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(partial)
-    state.clear()

@@ -110,7 +110,7 @@ HINT_PROXY_AUTH = 'something in front of vLLM answered; vLLM itself answers 401 
 HINT_MODEL_NAME = (
     "set model to a name the server serves, or change --served-model-name (vllm_service_served_model_name)"
 )
-HINT_WRONG_PATH = "base_url must be the server's root (http://host:8000), not a path under it"
+HINT_WRONG_PATH = "base_url must be the server's root (http://<host>:<port>), not a path under it"
 HINT_NOT_VLLM = "base_url does not answer like vLLM's OpenAI API: check it points at the service, not at another server"
 HINT_ENGINE = "the engine failed: read the service's journal and GET /health (503 there means the engine died)"
 HINT_BUSY = "the server or a proxy in front of it is overloaded: retry later, or raise retries and retry_delay"

@@ -48,7 +48,8 @@ description:
     bytes free; partial files stay for the next run. The same check runs before the download starts.
   - With O(progress_file), a JSON document with the phase, bytes done and total, rate, ETA and current files is
     rewritten atomically every O(progress_interval) seconds (see the C(wait_for_job) action).
-  - One download per cache at a time - a second run waits for the first (up to O(lock_timeout)).
+  - One download per cache at a time - a second run waits for the first (up to O(lock_timeout)), on the client's
+    own file lock (C(<hf_home>/hub/.locks/models--org--name/hf_weights.lock)).
   - With O(downloader=huggingface_hub) the client downloads itself (C(snapshot_download), through C(hf_xet) for
     Xet-backed files unless C(HF_HUB_DISABLE_XET=1) is in the environment), then checks every file with its own
     C(HfApi.verify_repo_checksums); files that fail are removed and the task fails, to be retried by Ansible

@@ -65,9 +65,10 @@ options:
     required: true
   model:
     description:
-      - The model name clients send (vLLM's C(--served-model-name), by default the repository id).
+      - The model name clients send (vLLM's C(--served-model-name), by default the repository id); the smoke_test
+        role gives the one the node published (docs/node-facts.md).
     type: str
-    default: deepseek-ai/DeepSeek-V3.2
+    required: true
   api_key:
     description:
       - The service's API key (C(--api-key) or C(VLLM_API_KEY)). Sent as a bearer token; with it, the C(auth)
@@ -132,6 +133,7 @@ EXAMPLES = r"""
 - name: Smoke-test the node through the address clients use
   vllm_smoke_test:
     base_url: http://10.20.0.11:8000
+    model: deepseek-ai/DeepSeek-V3.2
   delegate_to: localhost
 
 - name: Smoke-test the load balancer with the API key and keep a report
@@ -149,6 +151,7 @@ EXAMPLES = r"""
 - name: Only the quick checks, after a restart
   vllm_smoke_test:
     base_url: http://10.20.0.11:8000
+    model: deepseek-ai/DeepSeek-V3.2
     checks: [models, chat]
     timeout: 60
   delegate_to: localhost
@@ -288,7 +291,7 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec=dict(
             base_url=dict(type="str", required=True),
-            model=dict(type="str", default="deepseek-ai/DeepSeek-V3.2"),
+            model=dict(type="str", required=True),
             api_key=dict(type="str", no_log=True),
             checks=dict(type="list", elements="str", choices=list(CHECKS)),
             timeout=dict(type="float", default=300.0),

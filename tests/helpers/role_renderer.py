@@ -4,12 +4,14 @@ balancer pair of tests/sim/balancer_pair.py)."""
 import pathlib
 
 from ansible.parsing.dataloader import DataLoader
-from ansible.plugins.loader import init_plugin_loader
+from ansible.plugins.loader import filter_loader, init_plugin_loader
 from ansible.template import Templar, trust_as_template
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 # As ansible-playbook does at start: plugins named by their full name (ansible.builtin.file) can then be found.
 init_plugin_loader()
+# The project's filters (ansible.cfg's filter_plugins), wherever pytest was started from.
+filter_loader.add_directory(str(REPO / "plugins" / "filter"))
 
 
 class RoleRenderer:

@@ -504,6 +504,24 @@ def test_a_manifest_for_another_revision_or_with_unsafe_paths_is_refused(hub, se
     assert not tmp_path.joinpath("hub").exists()
 
 
+def test_an_empty_file_is_published_and_linked(tmp_path):
+    """A repository may hold an empty file: nothing to fetch, but a blob to publish and a link to write."""
+    contents = {"pkg/__init__.py": b"", "config.json": b"{}\n"}
+    for path, data in contents.items():
+        (tmp_path / "snapshot" / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "snapshot" / path).write_bytes(data)
+    files = tuple(hw.ManifestFile(path=path, size=len(data), blob_id=content_hash({"sha256": None}, data))
+                  for path, data in contents.items())
+    manifest = hw.Manifest(repo_id=REPO_ID, revision="0" * 40, commit="0" * 40, files=files)
+    home = tmp_path / "home"
+    for run in range(2):
+        result = hw.SnapshotSync(str(home), REPO_ID, manifest.commit, source=hw.LocalPath(str(tmp_path / "snapshot")),
+                                 settings=FAST).run(manifest)
+        assert result["changed"] is (run == 0)
+    for path, data in contents.items():
+        assert (pathlib.Path(result["snapshot_path"]) / path).read_bytes() == data
+
+
 def serve(handler_class) -> tuple[http.server.ThreadingHTTPServer, str]:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler_class)
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()

@@ -589,8 +589,9 @@ def fake_vllm():
 
 
 def run_module(check_mode=False, **args):
-    """Run vllm_smoke_test.main() in this process; returns (failed, result)."""
-    return module_runner.run_module("vllm_smoke_test", args, check_mode)
+    """Run vllm_smoke_test.main() in this process, asking for MODEL unless told otherwise; returns (failed,
+    result)."""
+    return module_runner.run_module("vllm_smoke_test", {"model": MODEL, **args}, check_mode)
 
 
 def _by_name(result):
@@ -813,6 +814,7 @@ def test_ansible_runs_the_module_with_its_module_utils_in_check_mode(fake_vllm, 
     server = fake_vllm(api_key=API_KEY)
     args = {
         "base_url": server.url,
+        "model": MODEL,
         "api_key": API_KEY,
         "checks": ["models", "auth"],
         "retry_delay": 0,

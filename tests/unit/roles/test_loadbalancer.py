@@ -71,6 +71,15 @@ def test_servers_come_from_the_inventory(role_renderer):
     ]
 
 
+def test_a_node_is_balanced_where_it_published_that_it_serves(role_renderer):
+    """Its local fact vllm_service (docs/node-facts.md) wins over what the inventory says."""
+    published = {"address": "10.40.0.12", "port": 8123, "url": "http://10.40.0.12:8123"}
+    hostvars = {**GPU_NODES["hostvars"],
+                "node02": {**GPU_NODES["hostvars"]["node02"], "ansible_local": {"vllm_service": published}}}
+    backend = _sections(_renderer(role_renderer, hostvars=hostvars).template("haproxy.cfg.j2"))["backend vllm"]
+    assert "server node02 10.40.0.12:8123" in backend
+
+
 def test_explicit_servers_replace_the_group(role_renderer):
     servers = [{"name": "a", "address": "192.0.2.1", "port": 8000}, {"name": "b", "address": "192.0.2.2",
                                                                        "port": 8001}]

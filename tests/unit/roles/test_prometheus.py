@@ -48,6 +48,17 @@ def test_every_exporter_is_scraped_under_the_inventory_name(role_renderer):
     }
 
 
+def test_vllm_is_scraped_where_the_node_published_that_it_serves(role_renderer):
+    """Its local fact vllm_service (docs/node-facts.md) wins over what the inventory says; the node exporter's
+    address does not follow it."""
+    published = {"address": "10.40.0.12", "port": 8123, "url": "http://10.40.0.12:8123"}
+    hostvars = {**INVENTORY["hostvars"],
+                "node02": {**INVENTORY["hostvars"]["node02"], "ansible_local": {"vllm_service": published}}}
+    jobs = _jobs(_renderer(role_renderer, hostvars=hostvars).template("prometheus.yml.j2"))
+    assert jobs["vllm"] == [("10.30.0.11:8000", "node01"), ("10.40.0.12:8123", "node02")]
+    assert jobs["node"] == [("10.30.0.11:9100", "node01"), ("10.20.0.12:9200", "node02")]
+
+
 def test_amd_gpu_exporter_is_scraped_only_when_asked(role_renderer):
     jobs = _jobs(_renderer(role_renderer, prometheus_scrape_amd_gpu_exporter=True).template("prometheus.yml.j2"))
     assert jobs["amd_gpu"] == [("10.30.0.11:5000", "node01"), ("10.20.0.12:5050", "node02")]

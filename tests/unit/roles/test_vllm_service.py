@@ -9,6 +9,8 @@ from systemd_unit import exec_start_argv
 REPO = pathlib.Path(__file__).resolve().parents[3]
 FACTS = {"default_ipv4": {"address": "10.20.0.11"}, "systemd": {"version": 252}}
 BASE = {
+    # What the prefetch step records (the model_weights role's local fact), which the unit's model comes from.
+    "ansible_local": {"model_weights": {"repo_id": "deepseek-ai/DeepSeek-V3.2"}},
     "vllm_service_image": "vllm/vllm-openai-rocm:v0.33.0",
     "vllm_service_revision": "a" * 40,
     "vllm_service_hf_home": "/srv/huggingface",
