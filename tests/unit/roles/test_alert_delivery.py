@@ -24,7 +24,7 @@ import pytest
 import requests
 
 from tests.sim.standin_process import StandinProcess
-from tests.sim.vllm.vllm_standin import Metrics  # the metrics text of tests/sim's vLLM 0.33 stand-in
+from tests.sim.vllm.standin.metrics import Metrics  # the metrics text of tests/sim's vLLM 0.33 stand-in
 
 PROMETHEUS = shutil.which("prometheus")
 ALERTMANAGER = shutil.which("prometheus-alertmanager")
