@@ -10,17 +10,22 @@ import subprocess
 import sys
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[2]
+
 
 class StandinProcess:
-    """Starts `script` with `args`, waits for its READY line, and stops it with SIGTERM. `core` pins it to one
-    CPU (benchmarks keep a server off the measured client's core)."""
+    """Starts `script` with `args`, waits for its READY line, and stops it with SIGTERM. `script` is a file, or
+    the dotted name of a module, run with `python -m` from the repository root so that it imports the project's
+    packages as the tests do (`tests.sim....`). `core` pins it to one CPU (benchmarks keep a server off the
+    measured client's core)."""
 
-    def __init__(self, script: Path, args: list[str], log_path: Path, start_timeout: float = 20,
+    def __init__(self, script: Path | str, args: list[str], log_path: Path, start_timeout: float = 20,
                  core: int | None = None) -> None:
         self.log_path = log_path
         self._log = log_path.open("w")
+        run, cwd = ([str(script)], None) if isinstance(script, Path) else (["-m", script], REPO)
         self.process = subprocess.Popen(
-            [sys.executable, str(script), "--host", "127.0.0.1", "--port", "0", *args],
+            [sys.executable, *run, "--host", "127.0.0.1", "--port", "0", *args], cwd=cwd,
             stdout=subprocess.PIPE, stderr=self._log, text=True,
             preexec_fn=None if core is None else lambda: os.sched_setaffinity(0, {core}))
         ready, _, _ = select.select([self.process.stdout], [], [], start_timeout)

@@ -3,7 +3,8 @@
 from pathlib import Path
 
 import requests
-from standin_process import StandinProcess
+
+from tests.sim.standin_process import StandinProcess
 
 SERVER = Path(__file__).resolve().parent / "server.py"
 

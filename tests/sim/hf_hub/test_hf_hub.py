@@ -29,8 +29,9 @@ from pathlib import Path
 
 import pytest
 import requests
-from hf_hub.hub_process import HubProcess
 from huggingface_hub.utils import parse_ratelimit_headers
+
+from tests.sim.hf_hub.hub_process import HubProcess
 
 HERE = Path(__file__).parent
 SERVER = HERE / "server.py"

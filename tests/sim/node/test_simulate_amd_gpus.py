@@ -1,8 +1,6 @@
 """simulate-amd-gpus: the generated KFD topology and device list, its parameters, idempotence, and that the
 project's own topology reader (plugins/module_utils/amd_topology.py) reads the generated tree correctly."""
 
-import importlib.machinery
-import importlib.util
 import os
 import pathlib
 import stat
@@ -12,8 +10,10 @@ import uuid
 
 import pytest
 
+from plugins.module_utils import amd_topology
+from tests.helpers.loading import load_file
+
 HERE = pathlib.Path(__file__).resolve().parent
-REPO = HERE.parents[2]
 SCRIPT = HERE / "simulate-amd-gpus"
 
 # node_show() in kfd_topology.c: every node prints these, GPU nodes add the second list before the last key.
@@ -33,16 +33,7 @@ KERNEL_IOLINK_KEYS = ["type", "version_major", "version_minor", "node_from", "no
 KERNEL_MEM_KEYS = ["heap_type", "size_in_bytes", "flags", "width", "mem_clk_max"]
 
 
-def load_path(name, path):
-    loader = importlib.machinery.SourceFileLoader(name, str(path))
-    spec = importlib.util.spec_from_loader(name, loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
-
-
-sim = load_path("simulate_amd_gpus", SCRIPT)
-amd_topology = load_path("amd_topology", REPO / "plugins" / "module_utils" / "amd_topology.py")
+sim = load_file(SCRIPT, "simulate_amd_gpus")  # an executable without .py
 
 
 def run_script(*args, check=True):

@@ -21,7 +21,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from standin_process import StandinProcess
+
+from tests.sim.standin_process import StandinProcess
 
 HERE = Path(__file__).parent
 BUILD = HERE / "build_repo.py"

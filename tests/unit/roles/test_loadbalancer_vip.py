@@ -17,7 +17,8 @@ import time
 
 import pytest
 import yaml
-from balancer_pair import BalancerPair, unavailable  # tests/sim/, on sys.path through tests/conftest.py
+
+from tests.sim.balancer_pair import BalancerPair, unavailable
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 VIP = "10.20.0.100"
