@@ -1,8 +1,8 @@
 """The udev coldplug stand-in applies a rule's GROUP and MODE only to the devices the rule matches."""
 
-import importlib.machinery
-import importlib.util
 import pathlib
+
+from tests.helpers.loading import load_file
 
 HERE = pathlib.Path(__file__).resolve().parent
 
@@ -16,11 +16,7 @@ SUBSYSTEM=="drm", KERNEL!="card0", MODE="0600"
 
 
 def _standin():
-    loader = importlib.machinery.SourceFileLoader("udev_coldplug_standin", str(HERE / "udev-coldplug-standin"))
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
+    return load_file(HERE / "udev-coldplug-standin", "udev_coldplug_standin")  # an executable without .py
 
 
 def test_kfd_gets_render_group():
