@@ -1,7 +1,7 @@
 """Benchmark: how long clients of the balancers' virtual IP wait, and how many of their requests fail, when the
 balancer holding the address goes down or its HAProxy dies.
 
-Each run builds the namespace lab of tests/sim/balancer_pair.py from scratch (two balancers running Debian's
+Each run builds the namespace lab of lab/balancer_pair.py from scratch (two balancers running Debian's
 keepalived and HAProxy with the loadbalancer and loadbalancer_vip roles' rendered configurations, two stand-in
 vLLM servers, a client), puts client load on the virtual IP (--threads threads, each sending a ~0.1 s streamed
 request on a new connection, then pausing up to --think seconds), injects the fault into the holder, and records:
@@ -18,7 +18,7 @@ socat (scripts/setup-dev-host.sh installs them); about 12 s a run.
     sudo .venv/bin/python -m benchmarks.balancer_failover                   # 10 runs of each fault, ~4 minutes
     sudo .venv/bin/python -m benchmarks.balancer_failover --runs 3 --faults balancer --advert-interval 1
 
-(from the repository root: it imports tests.sim and tests.helpers).
+(from the repository root: it imports lab and tests.helpers).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import statistics
 import sys
 import tempfile
 
-from tests.sim.balancer_pair import FAULTS, THINK, THREADS, BalancerPair, Failover, unavailable
+from lab.balancer_pair import FAULTS, THINK, THREADS, BalancerPair, Failover, unavailable
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

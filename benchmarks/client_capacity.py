@@ -32,7 +32,7 @@ This is a benchmark, not a test: figures depend on the machine (and on whatever 
     .venv/bin/python -m benchmarks.client_capacity                       # about 20 minutes
     .venv/bin/python -m benchmarks.client_capacity --levels 250,1000 --stream-intervals 4 --no-compare
 
-(from the repository root: it imports tests.sim).
+(from the repository root: it imports lab).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.sim.standin_process import StandinProcess
+from lab.standin_process import StandinProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVER = ROOT / "benchmarks" / "fast_sse_server.py"

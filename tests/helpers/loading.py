@@ -1,5 +1,5 @@
 """Loads a Python file that no import can reach: an executable whose name has no `.py` (the stand-ins'
-commands, e.g. tests/sim/node/simulate-amd-gpus). Everything else is imported by its package path from the
+commands, e.g. lab/node/simulate-amd-gpus). Everything else is imported by its package path from the
 repository root (pytest.ini's pythonpath), and the project's module_utils as `ansible.module_utils.<name>`
 (tests/unit/conftest.py)."""
 

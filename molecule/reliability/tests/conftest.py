@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from lab import REPORT_DIR  # beside this file; pytest.ini's pythonpath has this folder
+from reliability_lab import REPORT_DIR  # beside this file; pytest.ini's pythonpath has this folder
 
 # --- the results table ----------------------------------------------------------------------------------------
 _RECORDS: dict[str, dict] = {}

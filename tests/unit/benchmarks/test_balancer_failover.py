@@ -1,7 +1,7 @@
 """benchmarks/balancer_failover.py: the medians and maxima it prints over the runs of one fault."""
 
 from benchmarks.balancer_failover import summarize
-from tests.sim.balancer_pair import Failover
+from lab.balancer_pair import Failover
 
 
 def _run(back, in_flight, failed_new, slowest, holder="lb02"):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.sim.standin_process import StandinProcess
+from lab.standin_process import StandinProcess
 
 SERVER = Path(__file__).resolve().parents[3] / "benchmarks" / "fast_sse_server.py"
 ITL = 0.01

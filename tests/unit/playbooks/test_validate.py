@@ -18,7 +18,7 @@ import yaml
 from ansible.parsing.vault import VaultLib, VaultSecret
 
 from tests.helpers.tls_certificates import CertificateAuthority, certificate_pem, key_pem, new_key
-from tests.sim.hf_hub.hub_process import HubProcess
+from lab.hf_hub.hub_process import HubProcess
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 KEY = "f3a94c0e7b21d58a6c9e04b7d1f2a3c5"

@@ -1,5 +1,5 @@
 """The model_weights downloader (module_utils/hf_weights.py), the hf_model_snapshot module and the wait_for_job
-action, against the hub stand-in (tests/sim/hf_hub/server.py) run as a subprocess with small shards.
+action, against the hub stand-in (lab/hf_hub/server.py) run as a subprocess with small shards.
 
 Every test that talks to the hub runs against both of the stand-in's storages: Git LFS behind a CDN, and Xet
 (the hub's default today), whose bytes the downloader reads from the Xet bridge the hub redirects to.
@@ -36,7 +36,7 @@ from huggingface_hub import HfApi, constants
 from plugins.action import wait_for_job
 from plugins.filter import model_weights
 from tests.helpers import module_runner
-from tests.sim.hf_hub.hub_process import HubProcess
+from lab.hf_hub.hub_process import HubProcess
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 REPO_ID = "deepseek-ai/DeepSeek-V3.2"

@@ -1,6 +1,6 @@
 """The vLLM smoke checks: validators against vLLM 0.33-shaped bodies and streams (fixtures/vllm), the retry
 policy, the vllm_smoke_test module end to end against a threaded stdlib HTTP server that answers like vLLM, and
-every check against the vLLM stand-in (tests/sim/vllm), which generates its streams as vLLM 0.33 does."""
+every check against the vLLM stand-in (lab/vllm), which generates its streams as vLLM 0.33 does."""
 
 import http.server
 import json
@@ -17,7 +17,7 @@ import pytest
 from ansible.module_utils import vllm_smoke  # plugins/module_utils/, through tests/unit/conftest.py
 
 from tests.helpers import module_runner
-from tests.sim.vllm import test_vllm_standin as standin_tests
+from lab.vllm import test_vllm_standin as standin_tests
 from tests.unit.plugins.fixtures.vllm import make_fixtures
 
 REPO = pathlib.Path(__file__).resolve().parents[3]

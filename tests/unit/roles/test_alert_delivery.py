@@ -23,8 +23,8 @@ import time
 import pytest
 import requests
 
-from tests.sim.standin_process import StandinProcess
-from tests.sim.vllm.standin.metrics import Metrics  # the metrics text of tests/sim's vLLM 0.33 stand-in
+from lab.standin_process import StandinProcess
+from lab.vllm.standin.metrics import Metrics  # the metrics text of lab's vLLM 0.33 stand-in
 
 PROMETHEUS = shutil.which("prometheus")
 ALERTMANAGER = shutil.which("prometheus-alertmanager")

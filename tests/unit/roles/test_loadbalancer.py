@@ -236,7 +236,7 @@ class Backend:
 
     def __init__(self, name: str, tmp_path: pathlib.Path, health_status: int = 200, answer: str = ""):
         # Imported here: run as a script (the stand-in), this file imports no package of the repository.
-        from tests.sim.standin_process import StandinProcess
+        from lab.standin_process import StandinProcess
 
         self.name = name
         answer = answer or name

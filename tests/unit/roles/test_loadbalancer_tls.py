@@ -26,7 +26,7 @@ import yaml
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from tests.helpers.tls_certificates import CertificateAuthority, certificate_pem, key_pem, new_key, write
-from tests.sim.vllm import test_vllm_standin as standin  # the stand-in's node layout and Server
+from lab.vllm import test_vllm_standin as standin  # the stand-in's node layout and Server
 from tests.unit.roles import test_loadbalancer as balancer  # the HAProxy runner, the role's configuration helpers
 
 REPO = pathlib.Path(__file__).resolve().parents[3]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.sim.standin_process import StandinProcess
+from lab.standin_process import StandinProcess
 from tools.servebench.cli import run_line
 from tools.servebench.client import RequestRecord, Target
 from tools.servebench.estimate import ProbeSpeed, SweepClock, duration_text, run_seconds
