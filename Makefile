@@ -21,11 +21,11 @@ help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 sandbox: host venv ## Start the simulated GPU node (PLATFORM=debian-12|ubuntu-22.04|ubuntu-24.04), run site.yml on it
-	ansible-playbook tests/sim/lab/sandbox_up.yml -i inventories/sandbox -e lab_platform=$(PLATFORM)
+	ansible-playbook lab/playbooks/sandbox_up.yml -i inventories/sandbox -e lab_platform=$(PLATFORM)
 	ansible-playbook site.yml -i inventories/sandbox
 
 sandbox-down: venv ## Remove the sandbox's simulated nodes
-	ansible-playbook tests/sim/lab/sandbox_down.yml -i inventories/sandbox
+	ansible-playbook lab/playbooks/sandbox_down.yml -i inventories/sandbox
 
 deploy: venv ## Run site.yml against the production inventory (INVENTORY=inventories/prod)
 	ansible-playbook site.yml -i $(or $(INVENTORY),inventories/prod) $(ARGS)

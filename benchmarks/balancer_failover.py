@@ -1,7 +1,7 @@
 """Benchmark: how long clients of the balancers' virtual IP wait, and how many of their requests fail, when the
 balancer holding the address goes down or its HAProxy dies.
 
-Each run builds the namespace lab of tests/sim/balancer_pair.py from scratch (two balancers running Debian's
+Each run builds the namespace lab of lab/balancer_pair.py from scratch (two balancers running Debian's
 keepalived and HAProxy with the loadbalancer and loadbalancer_vip roles' rendered configurations, two stand-in
 vLLM servers, a client), puts client load on the virtual IP (--threads threads, each sending a ~0.1 s streamed
 request on a new connection, then pausing up to --think seconds), injects the fault into the holder, and records:
@@ -15,8 +15,10 @@ request on a new connection, then pausing up to --think seconds), injects the fa
 and prints each run, then the median and the maximum over the runs. Needs root, ip, haproxy, keepalived and
 socat (scripts/setup-dev-host.sh installs them); about 12 s a run.
 
-    sudo .venv/bin/python benchmarks/balancer_failover.py                   # 10 runs of each fault, ~4 minutes
-    sudo .venv/bin/python benchmarks/balancer_failover.py --runs 3 --faults balancer --advert-interval 1
+    sudo .venv/bin/python -m benchmarks.balancer_failover                   # 10 runs of each fault, ~4 minutes
+    sudo .venv/bin/python -m benchmarks.balancer_failover --runs 3 --faults balancer --advert-interval 1
+
+(from the repository root: it imports lab and tests.helpers).
 """
 
 from __future__ import annotations
@@ -29,10 +31,9 @@ import statistics
 import sys
 import tempfile
 
+from lab.balancer_pair import FAULTS, THINK, THREADS, BalancerPair, Failover, unavailable
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "sim"))
-sys.path.insert(0, str(ROOT / "tests" / "helpers"))
-from balancer_pair import FAULTS, THINK, THREADS, BalancerPair, Failover, unavailable  # noqa: E402
 
 
 def _spread(values: list[float], unit: str = "", digits: int = 0) -> str:
@@ -76,7 +77,8 @@ def main() -> int:
         print(f"cannot run: {reason}", file=sys.stderr)
         return 1
     from ansible.plugins.loader import filter_loader
-    from role_renderer import RoleRenderer
+
+    from tests.helpers.role_renderer import RoleRenderer
 
     filter_loader.add_directory(str(ROOT / "plugins" / "filter"))
     settings = {} if args.advert_interval is None else {"loadbalancer_vip_advert_interval": args.advert_interval}

@@ -29,8 +29,10 @@ from the server's usage (--use-server-token-count), as servebench's do.
 
 This is a benchmark, not a test: figures depend on the machine (and on whatever else runs on it).
 
-    .venv/bin/python benchmarks/client_capacity.py                       # about 20 minutes
-    .venv/bin/python benchmarks/client_capacity.py --levels 250,1000 --stream-intervals 4 --no-compare
+    .venv/bin/python -m benchmarks.client_capacity                       # about 20 minutes
+    .venv/bin/python -m benchmarks.client_capacity --levels 250,1000 --stream-intervals 4 --no-compare
+
+(from the repository root: it imports lab).
 """
 
 from __future__ import annotations
@@ -47,10 +49,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "sim"))
-from standin_process import StandinProcess  # noqa: E402
+from lab.standin_process import StandinProcess
 
+ROOT = Path(__file__).resolve().parents[1]
 SERVER = ROOT / "benchmarks" / "fast_sse_server.py"
 AIPERF_VERSION = "0.13.0"
 TARGET_STREAMS = 1000

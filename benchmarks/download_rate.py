@@ -1,6 +1,6 @@
 """Benchmark: the model_weights downloader against a plain parallel HTTP copy of the same files.
 
-Starts the hub stand-in (tests/sim/hf_hub/server.py) with the given shard size, storage and bandwidth limit, asks
+Starts the hub stand-in (lab/hf_hub/server.py) with the given shard size, storage and bandwidth limit, asks
 it for the manifest once (which also makes it hash its shards, so neither timed run pays for that), then downloads
 every file of the revision twice with the same number of workers:
 
@@ -12,7 +12,9 @@ every file of the revision twice with the same number of workers:
 It prints both rates and their ratio. This is a benchmark, not a test: numbers depend on the machine, and
 without --throttle-bps the stand-in (pure Python) is part of what is measured.
 
-    .venv/bin/python benchmarks/download_rate.py --shard-bytes 4194304 --workers 8 --throttle-bps 200000000
+    .venv/bin/python -m benchmarks.download_rate --shard-bytes 4194304 --workers 8 --throttle-bps 200000000
+
+(from the repository root: it imports plugins.module_utils and lab).
 """
 
 from __future__ import annotations
@@ -21,18 +23,14 @@ import argparse
 import concurrent.futures
 import pathlib
 import shutil
-import sys
 import tempfile
 import threading
 import time
 import urllib.parse
 import urllib.request
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "plugins" / "module_utils"))
-sys.path.insert(0, str(ROOT / "tests" / "sim"))
-import hf_weights  # noqa: E402
-from hf_hub.hub_process import HubProcess  # noqa: E402
+from plugins.module_utils import hf_weights
+from lab.hf_hub.hub_process import HubProcess
 
 REPO_ID = "deepseek-ai/DeepSeek-V3.2"
 COPY_CHUNK = 8 * 1024 * 1024

@@ -7,11 +7,14 @@ for nothing.
 """
 
 import os
-import sys
 
-# Controller-side plugins cannot import the project's module_utils through ansible.module_utils.
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "module_utils"))
-import hf_weights  # noqa: E402  pylint: disable=wrong-import-position
+import ansible.module_utils
+
+# The project's module_utils under the name its modules import them by (plugins/README.md, "module_utils").
+_MODULE_UTILS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "module_utils")
+if _MODULE_UTILS not in ansible.module_utils.__path__:
+    ansible.module_utils.__path__.append(_MODULE_UTILS)
+from ansible.module_utils import hf_weights  # noqa: E402  pylint: disable=wrong-import-position
 
 DOCUMENTATION = r"""
 name: model_weights_bytes_needed

@@ -1,15 +1,12 @@
 """Runs one of the project's Ansible modules in the test's own process, the way the community collections test
 theirs: arguments through patch_module_args, exit_json/fail_json turned into an exception carrying the result."""
 
-import importlib.util
-import pathlib
+import importlib
 from unittest import mock
 
 import pytest
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.testing import patch_module_args
-
-MODULES = pathlib.Path(__file__).resolve().parents[2] / "plugins" / "modules"
 
 
 class ModuleExit(Exception):
@@ -19,10 +16,9 @@ class ModuleExit(Exception):
 
 
 def run_module(name: str, args: dict, check_mode: bool = False) -> tuple[bool, dict]:
-    """plugins/modules/<name>.py's main() with `args`; returns (failed, result)."""
-    spec = importlib.util.spec_from_file_location(f"{name}_module", MODULES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    """plugins/modules/<name>.py's main() with `args`; returns (failed, result). The module imports the project's
+    module_utils as `ansible.module_utils.<name>` (tests/unit/conftest.py gives that package their path)."""
+    module = importlib.import_module(f"plugins.modules.{name}")
 
     def exit_json(self, **result):
         raise ModuleExit(False, result)

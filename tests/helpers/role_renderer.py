@@ -1,5 +1,5 @@
 """Evaluates role variables and templates with Ansible's own templar, without a host (unit tests, the simulated
-balancer pair of tests/sim/balancer_pair.py)."""
+balancer pair of lab/balancer_pair.py)."""
 
 import pathlib
 

@@ -1,7 +1,20 @@
-"""The role_renderer fixture: role variables and templates evaluated with Ansible's own templar, without a host."""
+"""Fixtures of the unit tests (role_renderer, started), and ansible.cfg's module_utils path.
 
+The project is not a collection: its modules import plugins/module_utils/<name>.py as `ansible.module_utils.<name>`
+through ansible.cfg's module_utils path. The package gets the same path here, so that the tests import them the
+same way (the module objects the module under test uses) and `plugins.modules.<name>` imports.
+"""
+
+import pathlib
+
+import ansible.module_utils
 import pytest
-from role_renderer import RoleRenderer  # tests/helpers/, on sys.path through tests/conftest.py
+
+from tests.helpers.role_renderer import RoleRenderer
+
+MODULE_UTILS = str(pathlib.Path(__file__).resolve().parents[2] / "plugins" / "module_utils")
+if MODULE_UTILS not in ansible.module_utils.__path__:
+    ansible.module_utils.__path__.append(MODULE_UTILS)
 
 
 # Session-wide: it is only the class, and module-scoped fixtures (a shared HAProxy) need it too.

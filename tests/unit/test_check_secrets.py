@@ -3,13 +3,14 @@
 The fake secrets are assembled at run time so that this file holds none itself (the scan covers it too).
 """
 
-import importlib.util
 import os
 import pathlib
 import subprocess
 import sys
 
 import pytest
+
+from scripts import check_secrets
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "check_secrets.py"
@@ -23,16 +24,6 @@ BEGIN, END = "-----BEGIN ", "-----END "
 PRIVATE_KEY_BODY = "MIIEowIBAAKCAQEA" + "s7Hq9Lk2Vx5Pw8Rt"
 VAULT_ENCRYPTED = "$ANSIBLE_VAULT;1.1;AES256\n" + "6132" * 16 + "\n"
 ALLOW = "# secret-scan: " + "allow"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("check_secrets", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-check_secrets = load_script()
 
 
 def private_key(kind):

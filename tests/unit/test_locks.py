@@ -1,12 +1,11 @@
 """The Python locks (scripts/locks.sh writes them; `make lint` checks they match their .in files): every package
 hashed, and the client the tests run is the client the nodes run."""
 
-import importlib.util
 import pathlib
 import re
-import sys
 
 import pytest
+from ansible.module_utils import hf_weights  # plugins/module_utils/, through tests/unit/conftest.py
 from packaging.markers import Marker
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -43,18 +42,9 @@ def test_every_locked_package_carries_hashes(lock):
     assert [entry["name"] for entry in entries if entry["hashes"] == 0] == []
 
 
-def client_release_the_module_is_tested_with() -> str:
-    spec = importlib.util.spec_from_file_location("hf_weights_release", REPO / "plugins" / "module_utils" /
-                                                  "hf_weights.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module.TESTED_HUGGINGFACE_HUB
-
-
 def test_nodes_run_what_the_tests_run():
     """On Debian 12's Python 3.11 (the lab's nodes), the node lock installs exactly the versions the project's
     venv has: the unit tests exercise the downloader with the client and the dependencies the nodes get."""
     node, project = versions_on(NODE_LOCK, "3.11.2"), versions_on(PROJECT_LOCK, "3.11.2")
-    assert node["huggingface-hub"] == client_release_the_module_is_tested_with() and "hf-xet" in node
+    assert node["huggingface-hub"] == hf_weights.TESTED_HUGGINGFACE_HUB and "hf-xet" in node
     assert {name: project.get(name) for name in node} == node

@@ -1,11 +1,12 @@
 """scripts/reliability_report.py rewrites docs/reliability.md's tables from the scenario's results and keeps what
 is written by hand from its KEPT line on (the measurements of benchmarks/balancer_failover.py)."""
 
-import importlib.util
 import json
 import pathlib
 import subprocess
 import sys
+
+from scripts.reliability_report import KEPT
 
 SCRIPT = pathlib.Path(__file__).resolve().parents[2] / "scripts" / "reliability_report.py"
 RESULT = {"group": "Faults: the node keeps serving", "case": "a new case", "done": "something",
@@ -22,15 +23,8 @@ def _report(tmp_path, document: str) -> str:
     return output.read_text()
 
 
-def _kept_line() -> str:
-    spec = importlib.util.spec_from_file_location("reliability_report", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.KEPT
-
-
 def test_tables_are_rewritten_and_the_hand_written_part_is_kept(tmp_path):
-    hand_written = f"{_kept_line()}\n\n## Balancer failover\n\n| fault | back after |\n|---|---|\n| x | 1.5 s |\n"
+    hand_written = f"{KEPT}\n\n## Balancer failover\n\n| fault | back after |\n|---|---|\n| x | 1.5 s |\n"
     report = _report(tmp_path, "# old title\n\n## Faults\n\n| an old case |\n\n" + hand_written)
     assert "an old case" not in report and "old title" not in report
     assert "| a new case | something | it \\| held | pass |" in report
@@ -40,4 +34,4 @@ def test_tables_are_rewritten_and_the_hand_written_part_is_kept(tmp_path):
 def test_without_the_kept_line_only_the_tables_are_written(tmp_path):
     report = _report(tmp_path, "# old\n\nnotes without the line\n")
     assert "notes without the line" not in report and "| a new case |" in report
-    assert _kept_line() not in report
+    assert KEPT not in report

@@ -1,10 +1,11 @@
 """Every role keeps the project's conventions (docs/architecture.md, ../README.md)."""
 
-import importlib.util
 import pathlib
 
 import pytest
 import yaml
+
+from scripts import role_docs
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 ROLES = sorted(path for path in (REPO / "roles").iterdir() if path.is_dir())
@@ -12,13 +13,6 @@ ROLES = sorted(path for path in (REPO / "roles").iterdir() if path.is_dir())
 
 def _load(path: pathlib.Path):
     return yaml.safe_load(path.read_text()) or {}
-
-
-def _role_docs():
-    spec = importlib.util.spec_from_file_location("role_docs", REPO / "scripts" / "role_docs.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.parametrize("role", ROLES, ids=lambda path: path.name)
@@ -56,7 +50,6 @@ def test_internal_variables_carry_an_underscore_and_the_role_prefix(role):
 
 @pytest.mark.parametrize("role", ROLES, ids=lambda path: path.name)
 def test_readme_variables_table_is_current(role):
-    role_docs = _role_docs()
     readme = (role / "README.md").read_text()
     assert role_docs.render_readme(readme, role_docs.variables_table(role)) == readme, (
         "run scripts/role_docs.py"

@@ -4,15 +4,9 @@ tools the tests use)."""
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
-
-# The tests import lab.py, beside this file (pytest runs with --import-mode=importlib, which adds no path).
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from lab import REPORT_DIR  # noqa: E402
+from reliability_lab import REPORT_DIR  # beside this file; pytest.ini's pythonpath has this folder
 
 # --- the results table ----------------------------------------------------------------------------------------
 _RECORDS: dict[str, dict] = {}

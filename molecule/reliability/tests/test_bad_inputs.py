@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import pytest
 import yaml
 
-from lab import NODE, ChangeWatch, PlaybookRun, node_sh, run_playbook, wait_healthy
+from reliability_lab import NODE, ChangeWatch, PlaybookRun, node_sh, run_playbook, wait_healthy
 
 GATED_HUB = "http://172.30.99.13:8080"
 FULL_SIZE_HUB = "http://172.30.99.14:8080"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from lab import NODE, ChangeWatch, run_playbook, service_state
+from reliability_lab import NODE, ChangeWatch, run_playbook, service_state
 
 CASES = [
     # (id, description, extra vars, restarts)

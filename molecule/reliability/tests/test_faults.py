@@ -16,7 +16,7 @@ import time
 import pytest
 import requests
 
-from lab import EPHEMERAL, NODE, REPO, node_sh, run_playbook, service_state, wait_healthy
+from reliability_lab import EPHEMERAL, NODE, REPO, node_sh, run_playbook, service_state, wait_healthy
 
 HUB = "http://172.30.99.13:8080"  # the scenario's hub (gated copy; see host_vars)
 FAULT_HOME = "/srv/hf-faults"

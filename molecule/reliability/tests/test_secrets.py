@@ -14,7 +14,7 @@ import pytest
 import requests
 import yaml
 
-from lab import EPHEMERAL, NODE, REPO, node_sh, run_playbook, service_state, service_url
+from reliability_lab import EPHEMERAL, NODE, REPO, node_sh, run_playbook, service_state, service_url
 
 HOST_VARS = REPO / "molecule" / "reliability" / "host_vars" / "reliability-gpu-node1.yml"
 ENV_FILE = "/etc/vllm/vllm.env"

@@ -1,18 +1,7 @@
 """benchmarks/balancer_failover.py: the medians and maxima it prints over the runs of one fault."""
 
-import importlib.util
-import pathlib
-
-from balancer_pair import Failover  # tests/sim/, on sys.path through tests/conftest.py
-
-SCRIPT = pathlib.Path(__file__).resolve().parents[3] / "benchmarks" / "balancer_failover.py"
-
-
-def _benchmark():
-    spec = importlib.util.spec_from_file_location("balancer_failover", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from benchmarks.balancer_failover import summarize
+from lab.balancer_pair import Failover
 
 
 def _run(back, in_flight, failed_new, slowest, holder="lb02"):
@@ -24,7 +13,7 @@ def _run(back, in_flight, failed_new, slowest, holder="lb02"):
 
 def test_summary_gives_median_and_maximum_over_the_runs():
     runs = [_run(0.8, 4, [0.1, 0.5], 0.4), _run(1.2, 6, [], 0.3), _run(None, 5, [0.2, 0.3, 0.9], 0.2, "none")]
-    assert _benchmark().summarize("haproxy", runs) == [
+    assert summarize("haproxy", runs) == [
         "haproxy, 3 runs: median / max",
         "  back after              1.00 s / 1.20 s   (never in 1 run(s))",
         "  in flight at the fault  5 / 6",

@@ -6,7 +6,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from standin_process import StandinProcess
+
+from lab.standin_process import StandinProcess
 
 SERVER = Path(__file__).resolve().parents[3] / "benchmarks" / "fast_sse_server.py"
 ITL = 0.01

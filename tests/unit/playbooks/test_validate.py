@@ -16,8 +16,9 @@ import subprocess
 import pytest
 import yaml
 from ansible.parsing.vault import VaultLib, VaultSecret
-from hf_hub.hub_process import HubProcess  # tests/sim/, on sys.path through tests/conftest.py
-from tls_certificates import CertificateAuthority, certificate_pem, key_pem, new_key  # tests/helpers/
+
+from tests.helpers.tls_certificates import CertificateAuthority, certificate_pem, key_pem, new_key
+from lab.hf_hub.hub_process import HubProcess
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 KEY = "f3a94c0e7b21d58a6c9e04b7d1f2a3c5"

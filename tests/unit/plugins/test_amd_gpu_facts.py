@@ -1,35 +1,24 @@
 """amd_gpu_facts and its module_utils against recorded-style KFD topologies (fixtures/topology/) and PCI buses
 (fixtures/pci/)."""
 
-import importlib.util
 import json
 import pathlib
 import shutil
 
-import ansible.module_utils
 import pytest
 import yaml
+from ansible.module_utils import amd_topology  # plugins/module_utils/, through tests/unit/conftest.py
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 
-REPO = pathlib.Path(__file__).resolve().parents[3]
-# Not a collection: ansible.cfg's module_utils path makes plugins/module_utils importable for a play; so here.
-if str(REPO / "plugins" / "module_utils") not in ansible.module_utils.__path__:
-    ansible.module_utils.__path__.append(str(REPO / "plugins" / "module_utils"))
-from ansible.module_utils import amd_topology  # noqa: E402
+from plugins.modules import amd_gpu_facts
+
 FIXTURES = pathlib.Path(__file__).parent / "fixtures" / "topology"
 PCI_FIXTURES = pathlib.Path(__file__).parent / "fixtures" / "pci"
 GIB = 1024**3
 SYSFS_PCI_FILES = ("vendor", "device", "class", "numa_node", "subsystem_vendor", "subsystem_device", "revision")
 MI300X_BUSES = ["0c", "22", "38", "5c", "9f", "af", "bf", "df"]
 MI355X_BUSES = ["05", "15", "65", "75", "85", "95", "e5", "f5"]
-
-
-def load_module():
-    spec = importlib.util.spec_from_file_location("amd_gpu_facts", REPO / "plugins" / "modules" / "amd_gpu_facts.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 class ExitJson(Exception):
@@ -51,11 +40,10 @@ def run_module(monkeypatch):
 
     monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
     monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
-    module = load_module()
 
     def run(args):
         with patch_module_args(args), pytest.raises(ExitJson) as result:
-            module.main()
+            amd_gpu_facts.main()
         return result.value.args[0]
 
     return run
@@ -450,8 +438,7 @@ def _documented(spec):
 
 def test_return_documents_every_key_of_both_sources(tmp_path):
     """RETURN must stay complete: every fact and GPU field the module returns is documented, and nothing more."""
-    module = load_module()
-    facts_spec = yaml.safe_load(module.RETURN)["ansible_facts"]
+    facts_spec = yaml.safe_load(amd_gpu_facts.RETURN)["ansible_facts"]
     gpu_spec = facts_spec["contains"]["amd_gpu"]["contains"]["gpus"]
     pci = build_pci_bus("mi300x-8gpu", tmp_path / "sys", driver_for_amd_gpus="amdgpu")
     from_kfd = amd_topology.collect_gpu_facts(str(FIXTURES / "mi300x-8gpu"), str(tmp_path), str(pci))
@@ -463,7 +450,7 @@ def test_return_documents_every_key_of_both_sources(tmp_path):
 
 
 def test_documented_options_match_the_defaults():
-    options = yaml.safe_load(load_module().DOCUMENTATION)["options"]
+    options = yaml.safe_load(amd_gpu_facts.DOCUMENTATION)["options"]
     assert {name: option["default"] for name, option in options.items()} == {
         "topology_root": amd_topology.DEFAULT_TOPOLOGY_ROOT, "dev_root": amd_topology.DEFAULT_DEV_ROOT,
         "pci_root": amd_topology.DEFAULT_PCI_ROOT}

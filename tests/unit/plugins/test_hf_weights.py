@@ -1,5 +1,5 @@
 """The model_weights downloader (module_utils/hf_weights.py), the hf_model_snapshot module and the wait_for_job
-action, against the hub stand-in (tests/sim/hf_hub/server.py) run as a subprocess with small shards.
+action, against the hub stand-in (lab/hf_hub/server.py) run as a subprocess with small shards.
 
 Every test that talks to the hub runs against both of the stand-in's storages: Git LFS behind a CDN, and Xet
 (the hub's default today), whose bytes the downloader reads from the Xet bridge the hub redirects to.
@@ -17,7 +17,6 @@ import fcntl
 import functools
 import hashlib
 import http.server
-import importlib.util
 import json
 import os
 import pathlib
@@ -29,12 +28,15 @@ import threading
 import time
 from unittest import mock
 
-import ansible.module_utils
-import module_runner
 import pytest
-from hf_hub.hub_process import HubProcess
 import requests
+from ansible.module_utils import hf_weights as hw  # plugins/module_utils/, through tests/unit/conftest.py
 from huggingface_hub import HfApi, constants
+
+from plugins.action import wait_for_job
+from plugins.filter import model_weights
+from tests.helpers import module_runner
+from lab.hf_hub.hub_process import HubProcess
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 REPO_ID = "deepseek-ai/DeepSeek-V3.2"
@@ -48,22 +50,8 @@ def shard(index: int) -> str:
     return f"model-{index:05d}-of-000163.safetensors"
 
 
-# The project is not a collection: Ansible finds module_utils/hf_weights.py through ansible.cfg's module_utils
-# path, so the tests extend the package the same way (and the module under test imports this same object).
-if str(REPO / "plugins" / "module_utils") not in ansible.module_utils.__path__:
-    ansible.module_utils.__path__.append(str(REPO / "plugins" / "module_utils"))
-from ansible.module_utils import hf_weights as hw  # noqa: E402
-
 FAST = hw.TransferSettings(max_workers=4, timeout=5, retries=3, retry_delay=0.01, retry_max_delay=0.05,
                            retry_max_time=30, progress_interval=0.2, lock_timeout=10)
-
-
-def _load_file(name: str, path: pathlib.Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 # Hub stand-in --------------------------------------------------------------------------------------------------
@@ -249,8 +237,7 @@ def test_preflight_counts_only_the_revisions_own_blobs(hub, seed, tmp_path):
     blobs = {path.name: path.stat().st_size for path in blob_path(home, entries[shard(3)]).parent.iterdir()}
     expected = entries[shard(1)]["size"] + entries[shard(2)]["size"] - 100
 
-    bytes_needed = _load_file("model_weights_filter", REPO / "plugins" / "filter" / "model_weights.py").FilterModule(
-    ).filters()["model_weights_bytes_needed"]
+    bytes_needed = model_weights.FilterModule().filters()["model_weights_bytes_needed"]
     assert bytes_needed(plan["manifest"], blobs) == expected == plan["bytes_needed"]
     assert bytes_needed(plan["manifest"], {}) == plan["bytes_total"]
 
@@ -284,9 +271,8 @@ def test_dropped_bodies_from_the_cdn_or_the_xet_bridge_resume_with_a_range_reque
 
 KILLED_RUN = """
 import os, signal, sys, time
-sys.path.insert(0, sys.argv[1])
-import hf_weights as hw
-home, repo_id, url, token, victim = sys.argv[2:7]
+from plugins.module_utils import hf_weights as hw
+home, repo_id, url, token, victim = sys.argv[1:6]
 real_write = hw._write_chunk
 
 
@@ -314,8 +300,9 @@ def test_killed_run_resumes_its_partial_and_skips_finished_files(hub, seed, tmp_
     entries = manifest_files(seed[1])
     victim = entries[shard(100)]
     blobs = tmp_path / STORAGE / "blobs"
-    killed = subprocess.run([sys.executable, "-c", KILLED_RUN, str(REPO / "plugins" / "module_utils"), str(tmp_path),
-                             REPO_ID, hub.url, TOKEN, victim["sha256"]], timeout=60)
+    # `python -c` imports from the current directory: the repository's.
+    killed = subprocess.run([sys.executable, "-c", KILLED_RUN, str(tmp_path), REPO_ID, hub.url, TOKEN,
+                             victim["sha256"]], cwd=REPO, timeout=60)
     assert killed.returncode == -signal.SIGKILL
     assert len([path for path in blobs.iterdir() if "." not in path.name]) == 175
     assert (blobs / f"{victim['sha256']}.incomplete").stat().st_size == 6000
@@ -719,8 +706,6 @@ def test_module_copies_with_a_given_manifest_and_reports_hub_errors(hub, seed, t
 
 
 # The wait_for_job action --------------------------------------------------------------------------------------
-
-wait_for_job = _load_file("wait_for_job_action", REPO / "plugins" / "action" / "wait_for_job.py")
 
 
 @pytest.mark.parametrize(("progress", "stale", "line"), [

@@ -1,26 +1,20 @@
 """inventory_variable_problems names the inventory variables no role reads because they are misspelt;
 inventory_host_address(es) is where other hosts reach a host, role_default a role's plain default read from it."""
 
-import importlib.util
 import pathlib
 
 import pytest
 import yaml
+
+from plugins.filter import inventory
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 ROLE_OPTIONS = {"vllm_service": {"vllm_service_port": {}, "vllm_service_api_key": {}},
                 "vllm_image": ["vllm_image_tag", "vllm_image_digest"], "docker": ["docker_source"]}
 
 
-def _filters():
-    spec = importlib.util.spec_from_file_location("inventory_filter", REPO / "plugins/filter/inventory.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _problems(names):
-    return _filters().inventory_variable_problems(names, ROLE_OPTIONS)
+    return inventory.inventory_variable_problems(names, ROLE_OPTIONS)
 
 
 @pytest.mark.parametrize(("name", "expected"), [
@@ -51,17 +45,15 @@ def test_options_and_unrelated_names_pass(name):
     ({"ansible_host": "10.30.0.11", "ansible_facts": {"default_ipv4": {"address": "10.30.0.11"}}}, ["10.30.0.11"]),
 ], ids=["name", "ansible-host", "facts-first", "no-default-route", "same-address-once"])
 def test_where_other_hosts_reach_a_host(variables, addresses):
-    filters = _filters()
-    assert filters.inventory_host_addresses(variables, "node01") == addresses
-    assert filters.inventory_host_address(variables, "node01") == addresses[0]
+    assert inventory.inventory_host_addresses(variables, "node01") == addresses
+    assert inventory.inventory_host_address(variables, "node01") == addresses[0]
 
 
 def test_role_default_reads_the_owning_role():
-    filters = _filters()
     defaults = yaml.safe_load((REPO / "roles/loadbalancer/defaults/main.yml").read_text())
-    assert filters.role_default("loadbalancer_port") == defaults["loadbalancer_port"]
+    assert inventory.role_default("loadbalancer_port") == defaults["loadbalancer_port"]
     # The longest role name wins: loadbalancer_vip's variable, not loadbalancer's.
-    assert filters.role_default("loadbalancer_vip_router_id") == yaml.safe_load(
+    assert inventory.role_default("loadbalancer_vip_router_id") == yaml.safe_load(
         (REPO / "roles/loadbalancer_vip/defaults/main.yml").read_text())["loadbalancer_vip_router_id"]
 
 
@@ -71,4 +63,4 @@ def test_role_default_reads_the_owning_role():
 ], ids=["unknown", "templated"])
 def test_role_default_refuses_what_it_cannot_know(variable, message):
     with pytest.raises(ValueError, match=message):
-        _filters().role_default(variable)
+        inventory.role_default(variable)

@@ -3,7 +3,6 @@ node published wins; else its variables, with the vllm_service and model_weights
 role writes its local fact with the same filter, and the fact reads back as it was written. Also run through
 ansible-playbook, where the filter gets real hostvars (lazily templated) and a fact file read by `setup`."""
 
-import importlib.util
 import json
 import os
 import pathlib
@@ -12,6 +11,8 @@ import sys
 
 import pytest
 import yaml
+
+from plugins.filter.vllm_service import vllm_service_endpoint
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 VLLM_DEFAULTS = yaml.safe_load((REPO / "roles/vllm_service/defaults/main.yml").read_text())
@@ -24,10 +25,7 @@ PUBLISHED = {"address": "10.40.0.11", "port": 8123, "url": "http://10.40.0.11:81
 
 
 def _endpoint(variables, name="node01"):
-    spec = importlib.util.spec_from_file_location("vllm_service_filter", REPO / "plugins/filter/vllm_service.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.vllm_service_endpoint(variables, name)
+    return vllm_service_endpoint(variables, name)
 
 
 @pytest.mark.parametrize(("variables", "address", "port"), [

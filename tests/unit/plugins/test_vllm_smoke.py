@@ -1,9 +1,8 @@
 """The vLLM smoke checks: validators against vLLM 0.33-shaped bodies and streams (fixtures/vllm), the retry
 policy, the vllm_smoke_test module end to end against a threaded stdlib HTTP server that answers like vLLM, and
-every check against the vLLM stand-in (tests/sim/vllm), which generates its streams as vLLM 0.33 does."""
+every check against the vLLM stand-in (lab/vllm), which generates its streams as vLLM 0.33 does."""
 
 import http.server
-import importlib.util
 import json
 import os
 import pathlib
@@ -14,21 +13,17 @@ import sys
 import threading
 import time
 
-import ansible.module_utils
-import module_runner
 import pytest
+from ansible.module_utils import vllm_smoke  # plugins/module_utils/, through tests/unit/conftest.py
+
+from tests.helpers import module_runner
+from lab.vllm import test_vllm_standin as standin_tests
+from tests.unit.plugins.fixtures.vllm import make_fixtures
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 FIXTURES = pathlib.Path(__file__).resolve().parent / "fixtures" / "vllm"
-STANDIN_TESTS = REPO / "tests" / "sim" / "vllm" / "test_vllm_standin.py"
 MODEL = "deepseek-ai/DeepSeek-V3.2"
 API_KEY = "sk-smoke-7f2c9d41e8"
-
-# The project is not a collection: Ansible finds module_utils/vllm_smoke.py through ansible.cfg's module_utils
-# path, so the tests extend the package the same way.
-if str(REPO / "plugins" / "module_utils") not in ansible.module_utils.__path__:
-    ansible.module_utils.__path__.append(str(REPO / "plugins" / "module_utils"))
-from ansible.module_utils import vllm_smoke  # noqa: E402
 
 KEYED = vllm_smoke.SmokeSettings("http://vllm:8000", MODEL, api_key=API_KEY)
 OPEN = vllm_smoke.SmokeSettings("http://vllm:8000", MODEL)
@@ -36,13 +31,6 @@ OPEN = vllm_smoke.SmokeSettings("http://vllm:8000", MODEL)
 
 def fixture(name: str):
     return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
-
-
-def _load_file(name: str, path: pathlib.Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def stream_fixture(name: str) -> list[dict]:
@@ -58,13 +46,12 @@ def sse(chunks, done=True) -> str:
 
 
 def test_fixtures_are_what_make_fixtures_builds():
-    builder = _load_file("make_vllm_fixtures", FIXTURES / "make_fixtures.py")
-    assert {path.name for path in FIXTURES.glob("*.json")} == set(builder.FIXTURES)
-    assert {path.name for path in FIXTURES.glob("*.sse")} == set(builder.STREAMS)
-    for name, body in builder.FIXTURES.items():
-        assert (FIXTURES / name).read_text(encoding="utf-8") == builder.render(body), name
-    for name, chunks in builder.STREAMS.items():
-        assert (FIXTURES / name).read_text(encoding="utf-8") == builder.render_stream(chunks), name
+    assert {path.name for path in FIXTURES.glob("*.json")} == set(make_fixtures.FIXTURES)
+    assert {path.name for path in FIXTURES.glob("*.sse")} == set(make_fixtures.STREAMS)
+    for name, body in make_fixtures.FIXTURES.items():
+        assert (FIXTURES / name).read_text(encoding="utf-8") == make_fixtures.render(body), name
+    for name, chunks in make_fixtures.STREAMS.items():
+        assert (FIXTURES / name).read_text(encoding="utf-8") == make_fixtures.render_stream(chunks), name
 
 
 # Requests -------------------------------------------------------------------------------------------------
@@ -865,7 +852,7 @@ def test_ansible_runs_the_module_with_its_module_utils_in_check_mode(fake_vllm, 
 @pytest.fixture(scope="module")
 def standin_helpers():
     """The stand-in's own test helpers: its node layout (GPU device nodes, an offline HF cache) and Server."""
-    return _load_file("vllm_standin_tests", STANDIN_TESTS)
+    return standin_tests
 
 
 def test_every_check_passes_against_the_vllm_standin(standin_helpers, tmp_path):

@@ -6,14 +6,10 @@ import json
 import pathlib
 import threading
 
-import ansible.module_utils
-import module_runner
 import pytest
+from ansible.module_utils import vllm_startup  # plugins/module_utils/, through tests/unit/conftest.py
 
-REPO = pathlib.Path(__file__).resolve().parents[3]
-if str(REPO / "plugins" / "module_utils") not in ansible.module_utils.__path__:
-    ansible.module_utils.__path__.append(str(REPO / "plugins" / "module_utils"))
-from ansible.module_utils import vllm_startup  # noqa: E402
+from tests.helpers import module_runner
 
 # Lines as vLLM 0.33 logs them through `docker run` into the journal (prefixes trimmed by --output=cat).
 VLLM_START_LOG = [

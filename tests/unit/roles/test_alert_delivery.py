@@ -3,7 +3,7 @@ containers.
 
 The real Prometheus and Alertmanager of the Debian packages run on loopback in a temporary directory, with the
 configuration, rules and arguments the prometheus and alertmanager roles render (only the addresses, intervals and
-the `for:` of VllmTargetDown shortened). A vLLM stand-in (this file run as a script) serves vLLM 0.33's /metrics,
+the `for:` of VllmTargetDown shortened). A vLLM stand-in (this file run as a module) serves vLLM 0.33's /metrics,
 and the test runs the webhook receiver Alertmanager posts to. The test stops the stand-in and waits for the
 VllmTargetDown notification, then starts it again and waits for the resolved one.
 """
@@ -17,12 +17,14 @@ import shlex
 import shutil
 import socket
 import subprocess
-import sys
 import threading
 import time
 
 import pytest
 import requests
+
+from lab.standin_process import StandinProcess
+from lab.vllm.standin.metrics import Metrics  # the metrics text of lab's vLLM 0.33 stand-in
 
 PROMETHEUS = shutil.which("prometheus")
 ALERTMANAGER = shutil.which("prometheus-alertmanager")
@@ -109,12 +111,11 @@ class Server:
 
 
 class VllmStandin:
-    """This file run as a script: vLLM's /metrics on a loopback port (a given one, to come back where it was)."""
+    """This file run as a module: vLLM's /metrics on a loopback port (a given one, to come back where it was)."""
 
     def __init__(self, tmp_path: pathlib.Path, port: int = 0):
-        from standin_process import StandinProcess  # tests/sim/, on sys.path through tests/conftest.py
-
-        self.process = StandinProcess(pathlib.Path(__file__), ["--port", str(port)], tmp_path / "vllm.log")
+        self.process = StandinProcess("tests.unit.roles.test_alert_delivery", ["--port", str(port)],
+                                      tmp_path / "vllm.log")
         self.port = int(self.process.url.rsplit(":", 1)[1])
 
     def stop(self):
@@ -202,9 +203,6 @@ def test_stopping_vllm_on_a_node_sends_the_alert_to_the_webhook_and_starting_it_
 # --- the vLLM stand-in ------------------------------------------------------------------------------------------
 
 def _serve(host: str, port: int) -> None:
-    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "sim" / "vllm"))
-    from vllm_standin import Metrics  # the metrics text of tests/sim's vLLM 0.33 stand-in
-
     metrics = Metrics("deepseek-ai/DeepSeek-V3.2", 163840)
 
     class Handler(http.server.BaseHTTPRequestHandler):

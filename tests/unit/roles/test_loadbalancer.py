@@ -235,7 +235,8 @@ class Backend:
     answers /v1/whoami with `answer` (the name by default)."""
 
     def __init__(self, name: str, tmp_path: pathlib.Path, health_status: int = 200, answer: str = ""):
-        from standin_process import StandinProcess  # tests/sim/, on sys.path through tests/conftest.py
+        # Imported here: run as a script (the stand-in), this file imports no package of the repository.
+        from lab.standin_process import StandinProcess
 
         self.name = name
         answer = answer or name

@@ -9,7 +9,6 @@ The certificates are made here with `cryptography` (tests/helpers/tls_certificat
 and a server certificate for localhost and 127.0.0.1.
 """
 
-import importlib.util
 import json
 import os
 import pathlib
@@ -25,24 +24,15 @@ import pytest
 import requests
 import yaml
 from cryptography.x509.oid import ExtendedKeyUsageOID
-from tls_certificates import CertificateAuthority, certificate_pem, key_pem, new_key, write
+
+from tests.helpers.tls_certificates import CertificateAuthority, certificate_pem, key_pem, new_key, write
+from lab.vllm import test_vllm_standin as standin  # the stand-in's node layout and Server
+from tests.unit.roles import test_loadbalancer as balancer  # the HAProxy runner, the role's configuration helpers
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 ROLE = REPO / "roles" / "loadbalancer"
 API_KEY = "sk-tls-test-5c1e9a7d"
 METRIC = "loadbalancer_tls_certificate_expiry_timestamp_seconds"
-
-
-def _load_file(name: str, path: pathlib.Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-# The HAProxy runner and the configuration helpers of the role's other tests; the stand-in's node layout and Server.
-balancer = _load_file("loadbalancer_tests", REPO / "tests" / "unit" / "roles" / "test_loadbalancer.py")
-standin = _load_file("vllm_standin_tests", REPO / "tests" / "sim" / "vllm" / "test_vllm_standin.py")
 needs_haproxy = balancer.needs_haproxy
 
 

@@ -3,7 +3,7 @@ checks refuse (one case per rule, each message naming the variable and the fix),
 configuration (`keepalived -t`, the role's validate step), that the check tells a live HAProxy from a dead or a
 hung one, that playbooks/preflight.yml refuses a virtual IP outside the balancers' subnet from real facts, and,
 with Debian's keepalived and HAProxy running the rendered configurations in network namespaces
-(tests/sim/balancer_pair.py), what clients of the virtual IP see when its holder goes down or its HAProxy dies.
+(lab/balancer_pair.py), what clients of the virtual IP see when its holder goes down or its HAProxy dies.
 """
 
 import os
@@ -17,7 +17,8 @@ import time
 
 import pytest
 import yaml
-from balancer_pair import BalancerPair, unavailable  # tests/sim/, on sys.path through tests/conftest.py
+
+from lab.balancer_pair import BalancerPair, unavailable
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 VIP = "10.20.0.100"

@@ -6,7 +6,8 @@ import shutil
 import subprocess
 
 import pytest
-from systemd_unit import exec_start_argv
+
+from tests.helpers.systemd_unit import exec_start_argv
 
 FACTS = {"default_ipv4": {"address": "10.20.0.11"}}
 

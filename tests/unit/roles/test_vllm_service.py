@@ -1,12 +1,10 @@
 """The vllm_service unit carries the mandatory flags, and every forbidden setting is refused with its reason."""
 
-import importlib.util
-import pathlib
-
 import pytest
-from systemd_unit import exec_start_argv
 
-REPO = pathlib.Path(__file__).resolve().parents[3]
+from plugins.filter.vllm_service import vllm_config_problems
+from tests.helpers.systemd_unit import exec_start_argv
+
 FACTS = {"default_ipv4": {"address": "10.20.0.11"}, "systemd": {"version": 252}}
 BASE = {
     # What the prefetch step records (the model_weights role's local fact), which the unit's model comes from.
@@ -16,13 +14,6 @@ BASE = {
     "vllm_service_hf_home": "/srv/huggingface",
     "_vllm_service_group_ids": ["44", "993"],
 }
-
-
-def _filter():
-    spec = importlib.util.spec_from_file_location("vllm_service_filter", REPO / "plugins/filter/vllm_service.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.vllm_config_problems
 
 
 def _exec_start(role_renderer, facts=FACTS, **overrides):
@@ -119,7 +110,7 @@ def _settings(**overrides):
 
 
 def test_defaults_are_valid():
-    assert _filter()(_settings()) == []
+    assert vllm_config_problems(_settings()) == []
 
 
 @pytest.mark.parametrize(
@@ -153,7 +144,7 @@ def test_defaults_are_valid():
     ],
 )
 def test_forbidden_settings_are_refused_with_the_variable_named(overrides, expected):
-    problems = _filter()(_settings(**overrides))
+    problems = vllm_config_problems(_settings(**overrides))
     assert len(problems) == 1, problems
     assert expected in problems[0]
 
@@ -185,7 +176,7 @@ def test_forbidden_settings_are_refused_with_the_variable_named(overrides, expec
     ],
 )
 def test_flag_guard_reads_flags_as_vllm_does(extra_args, expected):
-    problems = _filter()(_settings(vllm_service_extra_args=extra_args))
+    problems = vllm_config_problems(_settings(vllm_service_extra_args=extra_args))
     assert len(problems) == 1, problems
     assert expected in problems[0]
 
@@ -195,7 +186,7 @@ def test_flag_guard_reads_flags_as_vllm_does(extra_args, expected):
     "--max-model-len 65536 --enable-prefix-caching",
 ])
 def test_harmless_extra_args_pass(extra_args):
-    assert _filter()(_settings(vllm_service_extra_args=extra_args)) == []
+    assert vllm_config_problems(_settings(vllm_service_extra_args=extra_args)) == []
 
 
 @pytest.mark.parametrize(
@@ -210,7 +201,7 @@ def test_harmless_extra_args_pass(extra_args):
     ],
 )
 def test_an_open_or_guessable_api_is_refused(overrides, expected):
-    problems = _filter()(_settings(**overrides))
+    problems = vllm_config_problems(_settings(**overrides))
     assert len(problems) == 1, problems
     assert expected in problems[0]
 
@@ -220,15 +211,16 @@ def test_an_open_or_guessable_api_is_refused(overrides, expected):
     {"vllm_service_api_key": "", "vllm_service_api_key_required": False},
 ])
 def test_no_key_on_loopback_or_with_the_explicit_opt_out(overrides):
-    assert _filter()(_settings(**overrides)) == []
+    assert vllm_config_problems(_settings(**overrides)) == []
 
 
 def test_image_by_digest_is_accepted():
-    assert _filter()(_settings(vllm_service_image="registry:5000/vllm/vllm-openai-rocm@sha256:" + "b" * 64)) == []
+    image = "registry:5000/vllm/vllm-openai-rocm@sha256:" + "b" * 64
+    assert vllm_config_problems(_settings(vllm_service_image=image)) == []
 
 
 def test_before_prefetch_the_missing_image_and_revision_are_not_errors_of_the_configuration():
-    assert _filter()(_settings(vllm_service_image="", vllm_service_revision="")) == []
+    assert vllm_config_problems(_settings(vllm_service_image="", vllm_service_revision="")) == []
 
 
 @pytest.mark.parametrize("extra_args", [["--max-num-seqs", "64", "--chat-template", "/a b.jinja"],

@@ -1,4 +1,4 @@
-"""servebench against the vLLM stand-in (tests/sim/vllm/vllm_standin.py) configured with a known decode rate per
+"""servebench against the vLLM stand-in (lab/vllm/vllm_standin.py) configured with a known decode rate per
 stream, time to first token and total capacity: throughput, mean TTFT and p99 end-to-end latency within 5 % of
 the truth computed from those knobs at every level; plus the probe's refusals, Ctrl-C, worker processes and the
 open-loop mode. servebench runs as a real subprocess (`python -m servebench`), as an operator runs it.
@@ -52,7 +52,7 @@ def truth(concurrency: int) -> dict:
 
 # ------------------------------------------------------------------------------------------------ stand-in
 def make_node(root: Path) -> dict:
-    """What the stand-in looks for (as tests/sim/vllm/test_vllm_standin.py lays it out): 8 GPU device nodes and a
+    """What the stand-in looks for (as lab/vllm/test_vllm_standin.py lays it out): 8 GPU device nodes and a
     DeepSeek V3.2 snapshot with one tiny shard in an offline Hugging Face cache."""
     snapshot = root / "hf" / "hub" / f"models--{MODEL.replace('/', '--')}" / "snapshots" / COMMIT
     snapshot.mkdir(parents=True)
@@ -93,7 +93,7 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def standin(tmp_path_factory):
     """`vllm serve` as the stand-in, API key set, on a free loopback port; ready when /health answers (the
-    stand-in, like vLLM, prints no READY line, so tests/sim/standin_process.py does not fit it)."""
+    stand-in, like vLLM, prints no READY line, so lab/standin_process.py does not fit it)."""
     root = tmp_path_factory.mktemp("standin")
     port = free_port()
     with open(root / "stdout.log", "w") as out, open(root / "stderr.log", "w") as err:

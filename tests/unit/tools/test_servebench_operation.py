@@ -16,16 +16,14 @@ from array import array
 from pathlib import Path
 
 import pytest
-from standin_process import StandinProcess
+
+from lab.standin_process import StandinProcess
+from tools.servebench.cli import run_line
+from tools.servebench.client import RequestRecord, Target
+from tools.servebench.estimate import ProbeSpeed, SweepClock, duration_text, run_seconds
+from tools.servebench.load import RunPlan
 
 REPO = Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(REPO / "tools"))
-
-from servebench.cli import run_line  # noqa: E402
-from servebench.client import RequestRecord, Target  # noqa: E402
-from servebench.estimate import ProbeSpeed, SweepClock, duration_text, run_seconds  # noqa: E402
-from servebench.load import RunPlan  # noqa: E402
-
 SERVER = REPO / "benchmarks" / "fast_sse_server.py"
 TTFT, ITL, MAX_TOKENS = 0.05, 0.01, 16      # 0.2 s per request
 NAN = re.compile(r"\bnan\b", re.IGNORECASE)

@@ -4,18 +4,14 @@ ITL, a hint for a 401; summary.json and requests.jsonl stay valid whenever the p
 
 import json
 import math
-import sys
 from array import array
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tools"))
-
-from servebench.client import CANCELLED, RequestRecord  # noqa: E402
-from servebench.metrics import run_metrics  # noqa: E402
-from servebench.report import (RequestLog, finer_levels, markdown, summarize_level, summarize_sweep,  # noqa: E402
-                               write_json)
+from tools.servebench.client import CANCELLED, RequestRecord
+from tools.servebench.metrics import run_metrics
+from tools.servebench.report import (RequestLog, finer_levels, markdown, summarize_level, summarize_sweep,
+                                     write_json)
 
 
 def finished_run(throughput: float, *, e2e_mean: float = 21.5, itl_mean: float = 0.0205) -> dict:

@@ -6,15 +6,11 @@ API-key middleware, FastAPI), and a connection that drops mid-stream."""
 import asyncio
 import json
 import random
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tools"))
-
-from servebench import sse  # noqa: E402
-from servebench.client import DISCONNECTED, NOT_A_STREAM, STREAM_ERROR, Connection, RequestRecord  # noqa: E402
+from tools.servebench import sse
+from tools.servebench.client import DISCONNECTED, NOT_A_STREAM, STREAM_ERROR, Connection, RequestRecord
 
 BASE = ('{"id":"chatcmpl-sb1-7","object":"chat.completion.chunk","created":1795923851,'
         '"model":"deepseek-ai/DeepSeek-V3.2",')

@@ -3,18 +3,14 @@ t-interval over runs, the saturation rule, vLLM's TTFT/TPOT/ITL/E2E definitions,
 does not depend on the workers' phases, the error breakdown, and the report built from them."""
 
 import math
-import sys
 from array import array
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tools"))
-
-from servebench.client import CANCELLED, RequestRecord  # noqa: E402
-from servebench.metrics import run_metrics  # noqa: E402
-from servebench.report import markdown, summarize_level, summarize_sweep  # noqa: E402
-from servebench.stats import percentile, population_std, saturation_point, spread, t_quantile_975  # noqa: E402
+from tools.servebench.client import CANCELLED, RequestRecord
+from tools.servebench.metrics import run_metrics
+from tools.servebench.report import markdown, summarize_level, summarize_sweep
+from tools.servebench.stats import percentile, population_std, saturation_point, spread, t_quantile_975
 
 VENDOR_LEVELS = [10, 50, 100, 200, 500, 1000]
 VENDOR_THROUGHPUT = [2857, 5694, 5518, 5486, 5657, 5786]  # the vendor guide's table and its 1,000 peak
