@@ -40,7 +40,7 @@ INSTALL_SET = {"amdgpu-dkms", "amdgpu-dkms-firmware", "rocm", "rocm-core", "rocm
 RELEASES = [("7.0.2", "30.10.2", "70002", "30100200"), ("7.1.0", "30.20", "70100", "30200000"),
             ("7.1.1", "30.20.1", "70101", "30200100")]
 SUITE_OS = {"jammy": "22.04", "noble": "24.04"}
-# The lab's platforms' kernels (lab/playbooks/vars.yml), as the lab passes them.
+# The lab's platforms' kernels (lab/vars.yml), as the lab passes them.
 DEBIAN_KERNEL = "6.1.0-18-amd64"
 UBUNTU_KERNELS = {"jammy": "5.15.0-126-generic", "noble": "6.8.0-49-generic"}
 KERNEL_ARGS = ("--kernel", f"bookworm={DEBIAN_KERNEL}",

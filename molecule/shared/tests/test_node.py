@@ -10,7 +10,7 @@ testinfra_hosts = ["ansible://gpu_nodes"]
 
 RENDER_MAJOR = 226
 # The platforms the lab simulates (OS release, kernel, default GPU), as the lab defines them.
-LAB_VARS = pathlib.Path(__file__).resolve().parents[3] / "lab/playbooks/vars.yml"
+LAB_VARS = pathlib.Path(__file__).resolve().parents[3] / "lab/vars.yml"
 PLATFORMS = yaml.safe_load(LAB_VARS.read_text())["lab_platforms"]
 OS_RELEASES = {"debian-12": ("Debian", "12"), "ubuntu-22.04": ("Ubuntu", "22.04"),
                "ubuntu-24.04": ("Ubuntu", "24.04")}
