@@ -64,6 +64,10 @@ PROGRESS_PATH = "/progress.json"
 SUSPECT_POLLS = 10
 # Poll requests (listing, progress) wait at most this long: a peer that does not answer in time counts as silent.
 POLL_TIMEOUT = 5.0
+# A peer's progress document is asked for at most this often (it changes every few seconds), or ten times per
+# peer_wait if that is more often; its listing at every poll.
+PROGRESS_POLL_SECONDS = 1.0
+LISTING_MAX_BYTES = 16 * 1024 * 1024
 # Progress phases after which a downloader fetches nothing more.
 FINAL_PHASES = ("done", "failed")
 
@@ -113,6 +117,8 @@ class _Peer:
         self.seen_change = False  # whether it changed while we watched: its phase is this run's, not a past one's
         self.phase: str | None = None
         self.suspect_until = 0.0
+        self.progress_polled_at = float("-inf")
+        self._poll_connection: http.client.HTTPConnection | None = None  # kept alive between polls
 
     def request(self, path: str, headers: dict, timeout: float):
         """GET `path`: (connection, response); the caller closes both."""
@@ -125,17 +131,33 @@ class _Peer:
             raise
 
     def get_json(self, path: str, timeout: float):
-        """A small JSON document; None when the server answers 404."""
-        connection, response = self.request(path, {}, timeout)
-        try:
+        """A small JSON document (None when the server answers 404), on a connection kept for the next poll; a
+        connection the server closed meanwhile is opened again once."""
+        for attempt in (1, 2):
+            if self._poll_connection is None:
+                self._poll_connection = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+            try:
+                self._poll_connection.request("GET", self.prefix + path, headers={"Accept-Encoding": "identity"})
+                response = self._poll_connection.getresponse()
+                if int(response.getheader("Content-Length") or 0) > LISTING_MAX_BYTES:
+                    raise http.client.HTTPException(f"{path} is larger than {LISTING_MAX_BYTES} bytes")
+                body = response.read()
+            except (OSError, http.client.HTTPException):
+                self.close()
+                if attempt == 2:
+                    raise
+                continue
             if response.status == 404:
                 return None
             if response.status != 200:
                 raise http.client.HTTPException(f"HTTP {response.status}")
-            return json.loads(response.read(4 * 1024 * 1024))
-        finally:
-            response.close()
-            connection.close()
+            return json.loads(body)
+        return None
+
+    def close(self) -> None:
+        if self._poll_connection is not None:
+            self._poll_connection.close()
+            self._poll_connection = None
 
 
 class Fanout:
@@ -215,10 +237,13 @@ class Fanout:
     # -- watching the peers --------------------------------------------------------------------------------------
 
     def _watch(self, peer: _Peer) -> None:
-        while not self._stop.is_set():
-            self.poll(peer)
-            if self._stop.wait(self.poll_interval * random.uniform(0.75, 1.25)):
-                return
+        try:
+            while not self._stop.is_set():
+                self.poll(peer)
+                if self._stop.wait(self.poll_interval * random.uniform(0.75, 1.25)):
+                    return
+        finally:
+            peer.close()
 
     def poll(self, peer: _Peer) -> None:
         """Ask a peer what it lists and how its downloader is doing."""
@@ -230,21 +255,26 @@ class Fanout:
                               and BLOB_NAME.match(str(entry.get("name"))))
         except (OSError, ValueError, http.client.HTTPException):
             names = frozenset()  # silent or broken: it serves nothing
-        try:
-            progress = peer.get_json(PROGRESS_PATH, timeout)
-        except (OSError, ValueError, http.client.HTTPException):
-            progress = None
+        progress = None  # not asked this time, or no answer: no sign of life
+        if self.clock() - peer.progress_polled_at >= self.progress_poll_interval:
+            peer.progress_polled_at = self.clock()
+            with contextlib.suppress(OSError, ValueError, http.client.HTTPException):
+                progress = peer.get_json(PROGRESS_PATH, timeout)
         now = self.clock()
         with self._cond:
             peer.blobs = names
             # Another commit's document is another run's (one holding the cache's lock): not a sign of this one.
-            if isinstance(progress, dict) and progress.get("commit") in (None, self.commit):
+            if isinstance(progress, dict) and progress and progress.get("commit") in (None, self.commit):
                 signature = tuple(progress.get(key) for key in ("pid", "started_at", "updated_at", "phase",
                                                                  "bytes_done"))
                 if peer.signature is not None and signature != peer.signature:
                     peer.changed_at, peer.seen_change = now, True
                 peer.signature, peer.phase = signature, progress.get("phase")
             self._cond.notify_all()
+
+    @property
+    def progress_poll_interval(self) -> float:
+        return max(self.poll_interval, min(PROGRESS_POLL_SECONDS, self.peer_wait / 10))
 
     def _gone(self, peer: _Peer, now: float) -> bool:
         """The peer's downloader fetches nothing more: silent for peer_wait, or finished or failed in this run."""

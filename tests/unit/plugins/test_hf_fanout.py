@@ -95,7 +95,10 @@ def peers(role_renderer, tmp_path):
 
 
 class Node(threading.Thread):
-    """One node's fan-out download in a thread: `result` or `error` once joined."""
+    """One node's fan-out download in a thread: `result` or `error` once joined. Nodes a test leaves running are
+    stopped when it ends (the `stop_nodes` fixture), so they cannot add to the next test's hub counters."""
+
+    running: list["Node"] = []
 
     def __init__(self, hub: HubProcess, home: pathlib.Path, urls: list[str], index: int, manifest: hw.Manifest,
                  **options) -> None:
@@ -104,16 +107,17 @@ class Node(threading.Thread):
         options.setdefault("peer_wait", 30.0)
         options.setdefault("poll_interval", POLL)
         self.source = fo.Fanout(client(hub), urls, index, timeout=FAST.timeout, **options)
+        self.sync = fo.FanoutSync(str(home), REPO_ID, "main", source=self.source, settings=FAST,
+                                  hub=self.source.hub, progress_file=str(home / "progress.json"))
         self.result: dict | None = None
         self.error: BaseException | None = None
         self.elapsed = 0.0
+        Node.running.append(self)
 
     def run(self) -> None:
         started = time.monotonic()
         try:
-            self.result = fo.FanoutSync(str(self.home), REPO_ID, "main", source=self.source, settings=FAST,
-                                        hub=self.source.hub,
-                                        progress_file=str(self.home / "progress.json")).run(self.manifest)
+            self.result = self.sync.run(self.manifest)
         except BaseException as error:  # noqa: BLE001 - reported by the test
             self.error = error
         self.elapsed = time.monotonic() - started
@@ -123,6 +127,15 @@ class Node(threading.Thread):
         assert not self.is_alive(), f"{self.name} still running after {timeout} s"
         assert self.error is None, f"{self.name}: {self.error!r}"
         return self.result
+
+
+@pytest.fixture(autouse=True)
+def stop_nodes():
+    yield
+    while Node.running:
+        node = Node.running.pop()
+        node.sync.abort.set()
+        node.join(30)
 
 
 def verified(home: pathlib.Path, manifest: hw.Manifest) -> None:
