@@ -117,6 +117,7 @@ class _Peer:
         self.seen_change = False  # whether it changed while we watched: its phase is this run's, not a past one's
         self.phase: str | None = None
         self.suspect_until = 0.0
+        self.copying = 0  # copies this node is making from it right now
         self.progress_polled_at = float("-inf")
         self._poll_connection: http.client.HTTPConnection | None = None  # kept alive between polls
 
@@ -316,13 +317,27 @@ class Fanout:
         with self._cond:
             while self._copies and not self.abort.is_set():
                 now = self.clock()
-                ready = next((item for item in self._copies if self._holders(item, now)), None) or \
-                    next((item for item in self._copies if self._hub_turn(item, now)), None)
+                ready = self._least_busy(now) or next((item for item in self._copies if self._hub_turn(item, now)),
+                                                      None)
                 if ready is not None:
                     self._copies.remove(ready)
                     return ready
                 self._cond.wait(self.poll_interval)
             return None
+
+    def _least_busy(self, now: float) -> ManifestFile | None:
+        """The first blob (in order) among those some peer lists whose least busy holder (in copies this node
+        makes from it) is the least busy of all: this node's copies spread over the peers' uplinks."""
+        best, best_load = None, None
+        for item in self._copies:
+            holders = self._holders(item, now)
+            if holders:
+                load = min(peer.copying for peer in holders)
+                if best_load is None or load < best_load:
+                    best, best_load = item, load
+                    if load == 0:
+                        break
+        return best
 
     # -- bytes ---------------------------------------------------------------------------------------------------
 
@@ -353,7 +368,13 @@ class Fanout:
                     continue
                 start = self._range_start(response, offset, item)
                 self._last_source[item.etag] = peer.url
-                yield start, self._counted(self._peer_chunks(peer, response, item, start), peer, item)
+                with self._cond:
+                    peer.copying += 1
+                try:
+                    yield start, self._counted(self._peer_chunks(peer, response, item, start), peer, item)
+                finally:
+                    with self._cond:
+                        peer.copying -= 1
                 return
             finally:
                 response.close()
@@ -371,7 +392,8 @@ class Fanout:
                 now = self.clock()
                 holders = self._holders(item, now)
                 if holders:
-                    return random.choice(holders)
+                    least = min(peer.copying for peer in holders)
+                    return random.choice([peer for peer in holders if peer.copying == least])
                 if self._hub_turn(item, now):
                     self.hub_fallbacks.add(item.path)
                     return None
