@@ -13,11 +13,12 @@ peers (one base URL per node, the node itself included) and each its own index i
 - **Who brings a blob into the fleet** (`assign_owners`): its owner, a node that already holds it if there is one,
   else the nodes in turn over the manifest's order. The owner fetches it from the hub, nobody else does: the
   Internet carries the model once per fleet.
-- **A swarm, pipelined.** Every other node copies the blob as soon as any node lists it, from one picked at random
-  among those that list it: the first copies come from the owner, later ones spread over every node that has it,
-  so the load spreads over all NICs (no fixed tree to repair when a node dies). Each node fetches its own share
-  from the hub with `ceil(max_workers / N)` workers (the fleet together about as many hub connections as one
-  node alone) and copies with the rest, the blobs that some peer lists first, in manifest order.
+- **A swarm, pipelined.** Every other node copies the blob as soon as any node lists it, from the holder it is
+  copying least from at the moment (at random among equals): the first copies come from the owner, later ones
+  spread over every node that has it, so the load spreads over all NICs (no fixed tree to repair when a node
+  dies). Each node fetches its own share from the hub with `ceil(max_workers / N)` workers (the fleet together
+  about as many hub connections as one node alone) and copies with the rest, taking first, in manifest order,
+  the blobs it can copy from its least busy holder.
 - **Resume and replacement.** A copy that breaks (the peer died, reset the connection, stalled past the timeout)
   goes on from its offset with a Range request to another node that lists the blob; the failed peer is avoided
   for a while.
@@ -27,8 +28,8 @@ peers (one base URL per node, the node itself included) and each its own index i
   owner + 2, ... modulo N) fetches it from the hub, and the others wait for that one: with a node lost, each
   blob still crosses the Internet about once. A copy that fails verification is fetched again from the hub.
 
-The controller-side filter `model_weights_fanout_owners` imports this file outside Ansible's module_utils
-package, hence the fallback import.
+The controller-side filter `model_weights_fanout_plan` (plugins/filter/model_weights.py) imports this file outside
+Ansible's module_utils package, hence the fallback import.
 """
 
 from __future__ import annotations
