@@ -379,8 +379,8 @@ def main() -> int:
             model_bytes = sum(entry["size"] for entry in shards)
             ideal = model_bytes / (args.rate_mbit * 1e6 / 8)
             print(f"model: {len(shards)} shards, {model_bytes / 1e6:.1f} MB; links {args.rate_mbit} Mbit/s; ideal "
-                  f"(model bytes / one link) {ideal:.2f} s; {args.workers} workers, fan-out poll {args.poll} s",
-                  flush=True)
+                  f"(model bytes / one link) {ideal:.2f} s; {args.workers} workers, fan-out poll {args.poll} s; "
+                  f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}", flush=True)
             bench = Bench(lab, args, manifest_path, model_bytes, {entry["path"] for entry in shards})
             for count in nodes:
                 for strategy in strategies:
@@ -391,7 +391,7 @@ def main() -> int:
                                                               if run["hub_fallbacks"] else ""), flush=True)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    print()
+    print(f"\nload average at the end {os.getloadavg()[0]:.1f}\n")
     print(table(runs, nodes, strategies))
     return 0
 
