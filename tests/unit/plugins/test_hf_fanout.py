@@ -292,8 +292,10 @@ def test_a_live_owner_is_waited_for_and_a_failed_one_is_not(hub, complete, peers
 
     def pretend() -> None:  # a downloader that runs but never finishes a file
         while not stop.is_set():
-            hw._write_json_atomically(str(progress), {"commit": manifest.commit, "phase": phase["value"],
-                                                      "pid": 1, "started_at": 0, "updated_at": time.time()})
+            document = {"commit": manifest.commit, "phase": phase["value"], "pid": 1, "started_at": 0,
+                        "updated_at": time.time()}
+            progress.with_suffix(".tmp").write_text(json.dumps(document))
+            progress.with_suffix(".tmp").replace(progress)  # as the downloader writes it: whole or not at all
             stop.wait(0.1)
 
     writer = threading.Thread(target=pretend, daemon=True)
