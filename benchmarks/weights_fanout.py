@@ -8,7 +8,7 @@ getting them there, each as a ratio to the ideal (model bytes / one link's bandw
              verified it, each serving through nginx with the role's configuration (model_weights_source: fanout)
 
 The network: network namespaces on one bridge (inside a namespace of their own; nothing touches the host's
-network), one for the hub stand-in (tests/sim/hf_hub/server.py, --storage xet) and one per node, each behind a
+network), one for the hub stand-in (lab/hf_hub/server.py, --storage xet) and one per node, each behind a
 veth whose two ends are shaped with tc tbf to --rate-mbit, so that every node's NIC, and the hub's link to the
 fleet (the site's internet link), carry one link's bandwidth each way. The model is synthetic: --shards shards of
 about --shard-bytes (a manifest with the stand-in's first shards). Each node runs the project's downloader
@@ -20,8 +20,10 @@ ratio to one node's (N = 1, from the hub), and the internet bytes of each way as
 benchmark, not a test: numbers depend on the machine (two cores here move 8 x 100 Mbit/s through Python, tbf and
 the bridge). Needs root, ip, tc and nginx (scripts/setup-dev-host.sh installs nginx); about 4 minutes.
 
-    sudo .venv/bin/python benchmarks/weights_fanout.py
-    sudo .venv/bin/python benchmarks/weights_fanout.py --nodes 1,8 --strategies fanout --rate-mbit 200
+    sudo .venv/bin/python -m benchmarks.weights_fanout
+    sudo .venv/bin/python -m benchmarks.weights_fanout --nodes 1,8 --strategies fanout --rate-mbit 200
+
+(from the repository root: it imports plugins' module_utils, lab and tests.helpers).
 """
 
 from __future__ import annotations
@@ -40,10 +42,13 @@ import tempfile
 import threading
 import time
 
+import ansible.module_utils
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "plugins" / "module_utils"))
-sys.path.insert(0, str(ROOT / "tests" / "sim"))
-sys.path.insert(0, str(ROOT / "tests" / "helpers"))
+# The project's module_utils under the name its modules and the fan-out import them by (as plugins/filter does).
+if str(ROOT / "plugins" / "module_utils") not in ansible.module_utils.__path__:
+    ansible.module_utils.__path__.append(str(ROOT / "plugins" / "module_utils"))
+from ansible.module_utils import hf_fanout, hf_weights  # noqa: E402  pylint: disable=wrong-import-position
 
 REPO_ID = "deepseek-ai/DeepSeek-V3.2"
 SUBNET = "10.205.0"
@@ -70,8 +75,6 @@ def unavailable() -> str:
 
 
 def fetch_manifest(hub_url: str) -> None:
-    import hf_weights
-
     settings = hf_weights.TransferSettings()
     manifest = hf_weights.Hub(REPO_ID, endpoint=hub_url, token=None, settings=settings).manifest(
         "main", threading.Event())
@@ -80,9 +83,6 @@ def fetch_manifest(hub_url: str) -> None:
 
 def run_node(config: dict) -> None:
     """One node's download, started when a line arrives on stdin; prints its times and where its bytes came from."""
-    import hf_fanout
-    import hf_weights
-
     settings = hf_weights.TransferSettings(max_workers=config["workers"], timeout=30, progress_interval=0.5)
     manifest = hf_weights.Manifest.from_dict(json.loads(pathlib.Path(config["manifest"]).read_text()))
     hub = hf_weights.Hub(REPO_ID, endpoint=config["hub"], token=None, settings=settings)
@@ -123,7 +123,7 @@ class Lab:
 
     def run(self, member: str, *command: str) -> subprocess.CompletedProcess:
         result = subprocess.run(["ip", "netns", "exec", self.ns(member), *command], capture_output=True, text=True,
-                                timeout=120)
+                                timeout=120, cwd=ROOT)
         if result.returncode != 0:
             raise RuntimeError(f"{' '.join(command)} in {member}: {result.stderr.strip()}")
         return result
@@ -172,7 +172,8 @@ class Lab:
     def spawn(self, member: str, *command: str, log: str, stdin=None, stdout=None) -> subprocess.Popen:
         handle = (self.workdir / log).open("ab")
         process = subprocess.Popen(["ip", "netns", "exec", self.ns(member), *command], stdin=stdin,
-                                   stdout=stdout or handle, stderr=handle, start_new_session=True, text=True)
+                                   stdout=stdout or handle, stderr=handle, start_new_session=True, text=True,
+                                   cwd=ROOT)
         handle.close()
         self.processes.append(process)
         return process
@@ -229,7 +230,8 @@ class Bench:
             config = {"strategy": strategy, "hub": self.hub_url, "home": str(home), "index": index,
                       "manifest": str(self.manifest_path), "workers": self.args.workers, "poll": self.args.poll,
                       "peer_wait": self.args.peer_wait, **extra}
-            process = self.lab.spawn(f"node{index}", sys.executable, __file__, "node", json.dumps(config),
+            process = self.lab.spawn(f"node{index}", sys.executable, "-m", "benchmarks.weights_fanout", "node",
+                                     json.dumps(config),
                                      log=f"node{index}.log", stdin=subprocess.PIPE, stdout=subprocess.PIPE)
             processes.append(process)
         for process in processes:
@@ -278,8 +280,8 @@ class Bench:
                 results = [seeded, *self.results(copiers, timeout)]
                 start, end = seeded["start"], max(r["end"] for r in results)
             else:
-                from role_renderer import RoleRenderer
-                from weights_peer import PeerServer
+                from lab.weights_peer import PeerServer
+                from tests.helpers.role_renderer import RoleRenderer
 
                 urls = []
                 for index in range(nodes):
@@ -365,13 +367,13 @@ def main() -> int:
     runs: list[dict] = []
     try:
         with Lab(workdir, max(nodes), args.rate_mbit) as lab:
-            hub = lab.spawn("hub", sys.executable, str(ROOT / "tests" / "sim" / "hf_hub" / "server.py"), "--host",
+            hub = lab.spawn("hub", sys.executable, str(ROOT / "lab" / "hf_hub" / "server.py"), "--host",
                             HUB_ADDRESS, "--port", str(HUB_PORT), "--cdn-port", "8081", "--bridge-port", "8082",
                             "--shard-bytes", str(args.shard_bytes), "--storage", "xet", log="hub.log",
                             stdout=subprocess.PIPE)
             if not read_line(hub, 30, "the hub stand-in").startswith("READY"):
                 raise RuntimeError("the hub stand-in did not start")
-            full = json.loads(lab.run("node0", sys.executable, __file__, "manifest",
+            full = json.loads(lab.run("node0", sys.executable, "-m", "benchmarks.weights_fanout", "manifest",
                                       f"http://{HUB_ADDRESS}:{HUB_PORT}").stdout)
             shards = [entry for entry in full["files"] if entry["path"].startswith("model-0")][:args.shards]
             manifest_path = workdir / "manifest.json"

@@ -27,9 +27,6 @@ peers (one base URL per node, the node itself included) and each its own index i
   for `peer_wait` seconds, or failed, or finished without the blob, the next node of the blob's chain (owner + 1,
   owner + 2, ... modulo N) fetches it from the hub, and the others wait for that one: with a node lost, each
   blob still crosses the Internet about once. A copy that fails verification is fetched again from the hub.
-
-The controller-side filter `model_weights_fanout_plan` (plugins/filter/model_weights.py) imports this file outside
-Ansible's module_utils package, hence the fallback import.
 """
 
 from __future__ import annotations
@@ -44,18 +41,15 @@ import threading
 import time
 import urllib.parse
 
-try:
-    from ansible.module_utils.hf_weights import (
-        READ_CHUNK,
-        Hub,
-        Manifest,
-        ManifestFile,
-        SnapshotSync,
-        TransientError,
-        WeightsError,
-    )
-except ImportError:  # the controller's filter plugin (plugins/filter/model_weights.py)
-    from hf_weights import READ_CHUNK, Hub, Manifest, ManifestFile, SnapshotSync, TransientError, WeightsError
+from ansible.module_utils.hf_weights import (
+    READ_CHUNK,
+    Hub,
+    Manifest,
+    ManifestFile,
+    SnapshotSync,
+    TransientError,
+    WeightsError,
+)
 
 BLOB_NAME = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 LISTING_PATH = "/blobs/"

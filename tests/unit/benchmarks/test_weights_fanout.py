@@ -1,16 +1,6 @@
 """benchmarks/weights_fanout.py: the table it prints from its runs (the runs themselves need root and namespaces)."""
 
-import importlib.util
-import pathlib
-
-SCRIPT = pathlib.Path(__file__).resolve().parents[3] / "benchmarks" / "weights_fanout.py"
-
-
-def _benchmark():
-    spec = importlib.util.spec_from_file_location("weights_fanout", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from benchmarks.weights_fanout import table
 
 
 def _run(strategy, nodes, seconds, internet, ideal=5.0):
@@ -21,7 +11,7 @@ def _run(strategy, nodes, seconds, internet, ideal=5.0):
 def test_table_gives_times_ratios_to_the_ideal_and_to_one_node_and_internet_bytes():
     runs = [_run("hub", 1, 5.5, 1.0), _run("seed", 1, 5.6, 1.0), _run("fanout", 1, 5.4, 1.0),
             _run("hub", 8, 44.0, 8.0), _run("seed", 8, 43.0, 1.0), _run("fanout", 8, 7.7, 1.0)]
-    assert _benchmark().table(runs, [1, 8], ["hub", "seed", "fanout"]).splitlines() == [
+    assert table(runs, [1, 8], ["hub", "seed", "fanout"]).splitlines() == [
         "| N | every node from the hub | single seed (today) | fan-out | fan-out ÷ one node "
         "| internet bytes ÷ model (hub / seed / fanout) |",
         "|---:|---:|---:|---:|---:|---:|",
@@ -31,6 +21,6 @@ def test_table_gives_times_ratios_to_the_ideal_and_to_one_node_and_internet_byte
 
 
 def test_table_of_one_strategy_and_missing_runs():
-    table = _benchmark().table([_run("fanout", 1, 5.0, 1.0), _run("fanout", 4, 6.0, 1.0)], [1, 2, 4], ["fanout"])
-    assert table.splitlines()[2:] == ["| 1 | 5.0 s = 1.00× | 1.00 | 1.00 |", "| 2 | - | - | - |",
+    printed = table([_run("fanout", 1, 5.0, 1.0), _run("fanout", 4, 6.0, 1.0)], [1, 2, 4], ["fanout"])
+    assert printed.splitlines()[2:] == ["| 1 | 5.0 s = 1.00× | 1.00 | 1.00 |", "| 2 | - | - | - |",
                                       "| 4 | 6.0 s = 1.20× | 1.20 | 1.00 |"]

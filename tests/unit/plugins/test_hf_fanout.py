@@ -1,6 +1,6 @@
 """The fleet fan-out (module_utils/hf_fanout.py, hf_model_snapshot with source=fanout) with real HTTP: the hub
-stand-in (tests/sim/hf_hub/) as the hub, and for every node Debian's nginx with the model_weights role's rendered
-peer configuration (tests/sim/weights_peer.py), on loopback, serving the node's cache.
+stand-in (lab/hf_hub/) as the hub, and for every node Debian's nginx with the model_weights role's rendered peer
+configuration (lab/weights_peer.py), on loopback, serving the node's cache.
 
 Nodes run in threads of the test process, each with its own cache and progress file, as the role runs one job per
 node at once. Hub bytes are counted by the stand-in (/_sim/stats), peer bytes by the nodes' reports and the peers'
@@ -18,22 +18,19 @@ import subprocess
 import threading
 import time
 
-import ansible.module_utils
-import module_runner
 import pytest
 import requests
 import yaml
-from hf_hub.hub_process import HubProcess
-from weights_peer import PeerServer, render_config, unavailable
+from ansible.module_utils import hf_fanout as fo  # plugins/module_utils/, through tests/unit/conftest.py
+from ansible.module_utils import hf_weights as hw
+
+from lab.hf_hub.hub_process import HubProcess
+from lab.weights_peer import PeerServer, render_config, unavailable
+from tests.helpers import module_runner
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 REPO_ID = "deepseek-ai/DeepSeek-V3.2"
 STORAGE = "hub/models--deepseek-ai--DeepSeek-V3.2"
-
-if str(REPO / "plugins" / "module_utils") not in ansible.module_utils.__path__:
-    ansible.module_utils.__path__.append(str(REPO / "plugins" / "module_utils"))
-from ansible.module_utils import hf_fanout as fo  # noqa: E402
-from ansible.module_utils import hf_weights as hw  # noqa: E402
 
 pytestmark = pytest.mark.skipif(bool(unavailable()), reason=unavailable() or "-")
 
@@ -179,9 +176,6 @@ def test_owners_take_turns_over_the_manifest_and_holders_keep_what_they_hold(com
 def test_the_role_orders_the_nodes_and_plans_from_their_disk_checks(role_renderer, complete):
     """vars/main.yml on the controller: the play's nodes sorted, each node's index and peer URL, owners from the
     disk checks' listings (plugins/filter/model_weights.py), and whether the peer servers need to run."""
-    from ansible.plugins.loader import filter_loader
-
-    filter_loader.add_directory(str(REPO / "plugins" / "filter"))
     manifest = complete[1]
     shard = next(item for item in manifest.files if item.sha256)
     everything = [f"{item.etag} {item.size}" for item in fo.unique_blobs(manifest)]
