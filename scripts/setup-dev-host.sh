@@ -5,9 +5,10 @@ set -euo pipefail
 
 # haproxy, socat, keepalived, prometheus (promtool), prometheus-alertmanager (amtool) and
 # prometheus-blackbox-exporter validate and exercise the loadbalancer, loadbalancer_vip, prometheus, alertmanager
-# and blackbox_exporter roles' configs.
+# and blackbox_exporter roles' configs; nginx is the model_weights role's fan-out peer server (its tests and
+# benchmarks/weights_fanout.py run it).
 readonly PACKAGES=(docker.io debootstrap python3-venv gnupg reprepro dpkg-dev docker-registry haproxy socat keepalived
-  prometheus prometheus-alertmanager prometheus-blackbox-exporter)
+  prometheus prometheus-alertmanager prometheus-blackbox-exporter nginx)
 
 as_root() { if [[ ${EUID} -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
 
@@ -27,9 +28,10 @@ if ((${#missing[@]})); then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# Debian's docker-registry, haproxy, keepalived and prometheus packages start services of their own; the lab runs
-# its own copies in containers, and the tests run these binaries directly.
-for service in docker-registry haproxy keepalived prometheus prometheus-alertmanager prometheus-blackbox-exporter; do
+# Debian's docker-registry, haproxy, keepalived, prometheus and nginx packages start services of their own; the lab
+# runs its own copies in containers, and the tests run these binaries directly.
+for service in docker-registry haproxy keepalived prometheus prometheus-alertmanager prometheus-blackbox-exporter \
+  nginx; do
   if [[ -d /run/systemd/system ]]; then as_root systemctl disable --now "${service}" >/dev/null 2>&1 || true; fi
 done
 

@@ -924,7 +924,7 @@ class SnapshotSync:
                 raise self._disk_full(needed, free)
         self.progress.set_phase("downloading")
         plan.to_fetch.sort(key=lambda blob: (-blob.item.size, blob.item.path))  # big first: a short tail
-        self._in_parallel(self._fetch_blob, plan.to_fetch, plan)
+        self._fetch_all(plan)
 
         linked = self._link_snapshot(manifest, True)
         written = self.progress.bytes_downloaded
@@ -976,6 +976,15 @@ class SnapshotSync:
                             bytes_downloaded=sum(item.size for item in new.values()), bytes_resumed=0,
                             bytes_needed=needed, orphans_removed=orphans)
 
+    # Hooks of the fleet fan-out (module_utils/hf_fanout.py, FanoutSync), which schedules its own fetches.
+
+    def _fetch_all(self, plan: _Plan) -> None:
+        """Fetch every blob of `plan.to_fetch`."""
+        self._in_parallel(self._fetch_blob, plan.to_fetch, plan)
+
+    def _rejected(self, item: ManifestFile) -> None:
+        """The bytes just fetched for `item` failed verification; it is fetched once more."""
+
     def _in_parallel(self, work, blobs: list[_Blob], plan: _Plan) -> None:
         """Run `work(blob, plan)` on a pool; the first failure stops the others (their partial files stay)."""
         with ThreadPoolExecutor(max(1, self.settings.max_workers), thread_name_prefix="hf-weights") as pool:
@@ -1024,6 +1033,7 @@ class SnapshotSync:
                                            f"{self.source.name} serves other bytes than the manifest "
                                            "describes.") from None
                     failed_verification = True
+                    self._rejected(item)
                     with self._lock:
                         self.refetched.update(blob.paths)
                     self._discard(item, partial, state)

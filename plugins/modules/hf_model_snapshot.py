@@ -41,6 +41,12 @@ description:
   - With O(source=http) or O(source=path) the bytes come from a peer's snapshot directory served over HTTP (for
     example C(python3 -m http.server) on a seed node) or from a snapshot directory on a path (for example NFS),
     verified against the same manifest.
+  - With O(source=fanout) every node of a fleet runs the module at once with the same O(manifest) and O(peers):
+    each node fetches its share of the files from the hub (its owner's share, O(owners)) and copies every other
+    file from any node that already verified it, as soon as one has, resuming a broken copy from another node;
+    a file whose owner is silent for O(peer_wait) seconds is fetched from the hub by the next node of its chain.
+    Each node must serve its C(blobs/) directory and its O(progress_file) over HTTP while it runs (the
+    model_weights role's nginx peer server; module_utils/hf_fanout.py says what is asked).
   - The snapshot's links are written once every file is verified, and C(refs/<branch>) last, so a reader never
     sees a new commit that is incomplete. The client's own tree listing (C(trees/<commit>.json), a cache private
     to it) is not written.
@@ -89,10 +95,12 @@ options:
   source:
     description:
       - Where the bytes come from. V(hub) - the hub (or O(endpoint)). V(http) - a peer serving a snapshot
-        directory under O(source_url). V(path) - a snapshot directory at O(source_path).
+        directory under O(source_url). V(path) - a snapshot directory at O(source_path). V(fanout) - this node's
+        share from the hub, the rest from the other nodes of O(peers) (needs O(manifest) or O(manifest_file),
+        O(peers), O(peer_index) and O(progress_file)).
       - Whatever the source, files are verified against the hub's manifest (O(manifest), or asked for).
     type: str
-    choices: [hub, http, path]
+    choices: [hub, http, path, fanout]
     default: hub
   source_url:
     description: Base URL under which the peer serves the snapshot's files (C(<source_url>/<path in repo>)).
@@ -101,6 +109,28 @@ options:
   source_path:
     description: Snapshot directory to copy from (C(<source_path>/<path in repo>)). Required with O(source=path).
     type: path
+  peers:
+    description: With O(source=fanout), the peer server of every node of the fleet (C(http://address:port/)), this
+      node's included, in the same order on every node.
+    type: list
+    elements: str
+  peer_index:
+    description: With O(source=fanout), this node's position in O(peers) (from 0).
+    type: int
+  owners:
+    description: With O(source=fanout), the node (position in O(peers)) that fetches each blob from the hub, by
+      blob name (sha256, or git blob id); blobs not listed go to the nodes in turn over the manifest's order.
+    type: dict
+  peer_wait:
+    description: With O(source=fanout), seconds a node waits for a file nobody serves yet after the node that
+      should fetch it (its owner, then the next ones) stopped showing progress, before it fetches the file from
+      the hub itself. At least three times O(progress_interval), which is how often the owner's progress changes.
+    type: float
+    default: 120
+  peer_poll_interval:
+    description: With O(source=fanout), seconds between two polls of each peer's listing and progress.
+    type: float
+    default: 1
   manifest:
     description: The RV(manifest) returned by an earlier run (on another host). Used instead of asking the hub,
       so O(source=http) and O(source=path) need no hub access. Its revision or commit must equal O(revision).
@@ -197,6 +227,17 @@ EXAMPLES = r"""
     source_url: http://10.20.0.11:8090/
     manifest: "{{ hostvars['node1'].weights.manifest }}"
 
+- name: Fetch a share from the hub and copy the rest from the other nodes (every node at once)
+  hf_model_snapshot:
+    repo_id: deepseek-ai/DeepSeek-V3.2
+    revision: main
+    hf_home: /srv/huggingface
+    source: fanout
+    manifest: "{{ plan.manifest }}"
+    peers: [http://10.20.0.11:8091/, http://10.20.0.12:8091/, http://10.20.0.13:8091/]
+    peer_index: 1
+    progress_file: /var/lib/model-weights/progress.json
+
 - name: What would be downloaded (check mode)
   hf_model_snapshot:
     repo_id: deepseek-ai/DeepSeek-V3.2
@@ -232,9 +273,39 @@ snapshot_path:
   returned: success
   type: str
 source:
-  description: Where the bytes came from (hub, http or path).
+  description: Where the bytes came from (hub, http, path or fanout).
   returned: success
   type: str
+fanout:
+  description: With O(source=fanout), where this node's bytes came from.
+  returned: success with O(source=fanout), not in check mode
+  type: dict
+  contains:
+    node:
+      description: This node's position in O(peers).
+      type: int
+    nodes:
+      description: Nodes in the fan-out.
+      type: int
+    blobs_owned:
+      description: Blobs this node brings into the fleet (fetched from the hub unless it held them).
+      type: int
+    bytes_from_hub:
+      description: Bytes this node read from the hub (its share, fallbacks, re-fetches after failed verification).
+      type: int
+    bytes_from_peers:
+      description: Bytes this node copied from the other nodes.
+      type: int
+    bytes_by_peer:
+      description: Bytes copied from each peer, by its URL.
+      type: dict
+    hub_fallbacks:
+      description: Files this node fetched from the hub because their owner stopped showing progress.
+      type: list
+      elements: str
+    rejected:
+      description: Files whose copy failed verification, with the source it came from (fetched again from the hub).
+      type: dict
 files_total:
   description: Files in the revision.
   returned: success
@@ -316,6 +387,7 @@ from ansible.module_utils.hf_weights import (
     WeightsError,
     load_manifest_file,
 )
+from ansible.module_utils.hf_fanout import Fanout, FanoutSync
 
 ARGUMENT_SPEC = {
     "repo_id": {"type": "str", "required": True},
@@ -324,9 +396,14 @@ ARGUMENT_SPEC = {
     "endpoint": {"type": "str"},
     "token": {"type": "str", "no_log": True},
     "downloader": {"type": "str", "choices": ["resumable", "huggingface_hub"], "default": "resumable"},
-    "source": {"type": "str", "choices": ["hub", "http", "path"], "default": "hub"},
+    "source": {"type": "str", "choices": ["hub", "http", "path", "fanout"], "default": "hub"},
     "source_url": {"type": "str"},
     "source_path": {"type": "path"},
+    "peers": {"type": "list", "elements": "str"},
+    "peer_index": {"type": "int"},
+    "owners": {"type": "dict"},
+    "peer_wait": {"type": "float", "default": 120},
+    "peer_poll_interval": {"type": "float", "default": 1},
     "manifest": {"type": "dict"},
     "manifest_file": {"type": "path"},
     "max_workers": {"type": "int", "default": 8},
@@ -345,7 +422,9 @@ ARGUMENT_SPEC = {
 def main() -> None:
     module = AnsibleModule(
         argument_spec=ARGUMENT_SPEC,
-        required_if=[("source", "http", ["source_url"]), ("source", "path", ["source_path"])],
+        required_if=[("source", "http", ["source_url"]), ("source", "path", ["source_path"]),
+                     ("source", "fanout", ["peers", "peer_index", "progress_file"]),
+                     ("source", "fanout", ["manifest", "manifest_file"], True)],
         mutually_exclusive=[("manifest", "manifest_file")],
         supports_check_mode=True,
     )
@@ -360,6 +439,10 @@ def main() -> None:
                     f"{TESTED_HUGGINGFACE_HUB}.")
     if params["max_workers"] < 1:
         module.fail_json(msg="max_workers must be at least 1")
+    if params["source"] == "fanout" and params["peer_wait"] < 3 * params["progress_interval"]:
+        module.fail_json(msg=f"peer_wait ({params['peer_wait']:g} s) must be at least three times progress_interval "
+                             f"({params['progress_interval']:g} s): a node's progress file is the sign that it is "
+                             "still downloading")
 
     settings = TransferSettings(
         max_workers=params["max_workers"], timeout=params["timeout"], retries=params["retries"],
@@ -372,6 +455,9 @@ def main() -> None:
         "hub": lambda: hub,
         "http": lambda: PeerHttp(params["source_url"], settings),
         "path": lambda: LocalPath(params["source_path"]),
+        "fanout": lambda: Fanout(hub, params["peers"], params["peer_index"], owners=params["owners"],
+                                 peer_wait=params["peer_wait"], poll_interval=params["peer_poll_interval"],
+                                 timeout=params["timeout"]),
     }
     try:
         manifest = None
@@ -379,10 +465,11 @@ def main() -> None:
             manifest = Manifest.from_dict(params["manifest"])
         elif params["manifest_file"] is not None:
             manifest = load_manifest_file(params["manifest_file"])
-        sync = SnapshotSync(params["hf_home"], params["repo_id"], params["revision"],
-                            source=sources[params["source"]](), settings=settings, verify=params["verify"],
-                            progress_file=params["progress_file"], check_mode=module.check_mode, hub=hub,
-                            downloader=params["downloader"])
+        runner = FanoutSync if params["source"] == "fanout" else SnapshotSync
+        sync = runner(params["hf_home"], params["repo_id"], params["revision"],
+                      source=sources[params["source"]](), settings=settings, verify=params["verify"],
+                      progress_file=params["progress_file"], check_mode=module.check_mode, hub=hub,
+                      downloader=params["downloader"])
         result = sync.run(manifest)
     except WeightsError as error:
         module.fail_json(msg=str(error))

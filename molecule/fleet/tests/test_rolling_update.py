@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import re
 import subprocess
 import threading
 import time
@@ -121,16 +122,41 @@ class ClientLoad:
                 "failures": failures}
 
 
+def weights_source() -> str:
+    """The nodes' model_weights_source, as the scenario's host_vars set it."""
+    host_vars = yaml.safe_load((REPO / "molecule" / "fleet" / "host_vars" / f"{NODES[0]}.yml").read_text())
+    return host_vars.get("model_weights_source", "hub")
+
+
 def test_the_weights_crossed_the_internet_once():
-    """Fleet mode (model_weights_source: seed): the second node copied every file from the first, not the hub."""
-    served = node_sh(NODES[0], "journalctl -u model-weights-seed --no-pager --output=cat")
-    second = address(NODES[1])
-    copied = {line.split('"GET /')[1].split(" ")[0] for line in served.splitlines()
-              if line.startswith(second + " ") and '"GET /' in line and '" 200 ' in line}
+    """Both nodes hold the same snapshot, and every file reached one of them over the LAN, not from the hub: with
+    model_weights_source seed, the second node copied every file from the first; with fanout, every file reached
+    one node from the other's peer server (nginx, its transfers logged to the journal) and never the other way, and
+    the peer servers no longer run."""
     snapshot = "/srv/huggingface/hub/models--deepseek-ai--DeepSeek-V3.2/snapshots/*"
     files = [node_sh(node, f"cd {snapshot} && find . -type l | sort | xargs sha256sum") for node in NODES]
     assert files[0] == files[1] and files[0].count("\n") > 160
-    assert len(copied) == files[1].count("\n"), "the second node did not copy every file from the seed"
+    if weights_source() == "seed":
+        served = node_sh(NODES[0], "journalctl -u model-weights-seed --no-pager --output=cat")
+        second = address(NODES[1])
+        copied = {line.split('"GET /')[1].split(" ")[0] for line in served.splitlines()
+                  if line.startswith(second + " ") and '"GET /' in line and '" 200 ' in line}
+        assert len(copied) == files[1].count("\n"), "the second node did not copy every file from the seed"
+    elif weights_source() == "fanout":
+        blobs = set(node_sh(NODES[0], f"cd {snapshot} && find . -type l | xargs readlink | xargs -n1 basename").split())
+        copied = []
+        for server, client in ((NODES[0], NODES[1]), (NODES[1], NODES[0])):
+            log = node_sh(server, "journalctl -t model_weights_peer --no-pager --output=cat")
+            copied.append({line.split('"GET /blobs/')[1].split(" ")[0] for line in log.splitlines()
+                           if line.startswith(address(client) + " ") and re.search(r'" 20[06] ', line)})
+        assert copied[0] and copied[1], "each node copied its peer's share"
+        assert not copied[0] & copied[1], "no file was copied both ways (each was fetched from the hub once)"
+        assert copied[0] | copied[1] == blobs, "every file crossed the LAN once"
+        for node in NODES:
+            state = node_sh(node, "systemctl show model-weights-peer -p ActiveState --value").strip()
+            assert state == "inactive", "the peer server runs only during the download"
+    else:
+        pytest.skip(f"model_weights_source {weights_source()}: every node downloads from the hub")
 
 
 @pytest.fixture(scope="module")

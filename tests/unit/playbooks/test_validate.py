@@ -49,6 +49,8 @@ BAD_VALUES = [
                            "loadbalancer_vip_priority": 120}, "loadbalancer_vip_priority is 120 on lb-a, lb-b"),
     ("vip-listen-address", {"loadbalancer_vip_address": "192.0.2.100"},
      "loadbalancer_listen_address is not set (HAProxy listens on the"),
+    ("fanout-wait-short", {"model_weights_source": "fanout", "model_weights_peer_wait": 5},
+     "model_weights_peer_wait a whole number of seconds of at least 30 (got 5)"),
 ]
 
 
