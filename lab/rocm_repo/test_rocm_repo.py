@@ -179,12 +179,16 @@ def tools_dir(tmp_path_factory) -> Path:
     return placeholders
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory, tools_dir) -> Path:
-    out = tmp_path_factory.mktemp("rocm-repo")
+def built_repo(tmp_path_factory, tools_dir: Path, name: str) -> Path:
+    out = tmp_path_factory.mktemp(name)
     result = build(out, tools_dir, *KERNEL_ARGS)
     assert result.returncode == 0, result.stderr
     return out
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory, tools_dir) -> Path:
+    return built_repo(tmp_path_factory, tools_dir, "rocm-repo")
 
 
 @pytest.fixture(scope="module")
@@ -242,10 +246,7 @@ def test_second_build_with_same_inputs_changes_nothing(repo, tools_dir):
 @pytest.fixture(scope="module")
 def rebuilt(tmp_path_factory, tools_dir) -> Path:
     """A second build elsewhere: same packages, but its own, different test key."""
-    out = tmp_path_factory.mktemp("rocm-repo-rebuilt")
-    result = build(out, tools_dir, *KERNEL_ARGS)
-    assert result.returncode == 0, result.stderr
-    return out
+    return built_repo(tmp_path_factory, tools_dir, "rocm-repo-rebuilt")
 
 
 def test_packages_and_indices_are_reproducible(repo, rebuilt):
