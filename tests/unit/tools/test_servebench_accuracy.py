@@ -33,7 +33,7 @@ import pytest
 import requests
 
 REPO = Path(__file__).resolve().parents[3]
-STANDIN = REPO / "tests" / "sim" / "vllm" / "vllm_standin.py"
+STANDIN = REPO / "lab" / "vllm" / "vllm_standin.py"
 MODEL = "deepseek-ai/DeepSeek-V3.2"
 COMMIT = "3f1a2b4c5d6e7f8091a2b3c4d5e6f708192a3b4c"
 API_KEY = "sk-servebench-test-3f9a"
