@@ -315,12 +315,15 @@ def test_control_endpoint_rejects_malformed_faults(hub):
 
 
 def test_server_uses_only_the_standard_library():
-    tree = ast.parse(SERVER.read_text())
-    modules = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
-               for alias in node.names}
-    modules |= {node.module.split(".")[0] for node in ast.walk(tree)
-                if isinstance(node, ast.ImportFrom) and node.module}
-    assert modules <= set(sys.stdlib_module_names) | {"__future__"}
+    """server.py and its hub/ package import the standard library and each other, nothing else."""
+    modules = set()
+    for path in [SERVER, *sorted((HERE / "hub").glob("*.py"))]:
+        tree = ast.parse(path.read_text())
+        modules |= {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                    for alias in node.names}
+        modules |= {node.module.split(".")[0] for node in ast.walk(tree)
+                    if isinstance(node, ast.ImportFrom) and node.module and node.level == 0}
+    assert modules <= set(sys.stdlib_module_names) | {"__future__", "hub"}
 
 
 # ---------------------------------------------------------------------------------------------------------------
