@@ -221,14 +221,9 @@ class App:
             return error_response(f"tool_choice={described} requires --tool-call-parser to be set")
         if (error := self._output_budget_error(body, chat=True)) is not None:
             return error
-        if not deployment.has_chat_template and not (body.get("chat_template")
-                                                     and deployment.trust_request_chat_template):
-            return error_response(CHAT_TEMPLATE_ERROR)
-        if (error := self._empty_conversation_error(messages, tools)) is not None:
+        error, prompt_tokens, thinking = self._chat_prompt(body, messages, tools)
+        if error is not None:
             return error
-        kwargs = {**deployment.default_chat_template_kwargs, **(body.get("chat_template_kwargs") or {})}
-        thinking = bool(kwargs.get("thinking") or kwargs.get("enable_thinking"))
-        prompt_tokens = chat_prompt_tokens(messages, tools, thinking)
         max_tokens = self._generation_limits(body, prompt_tokens, chat=True)
         if isinstance(max_tokens, Response):
             return max_tokens
@@ -243,6 +238,19 @@ class App:
                                prompt_tokens=prompt_tokens, max_tokens=max_tokens,
                                include_reasoning=body.get("include_reasoning", True) is not False,
                                named_tool=isinstance(tool_choice, dict))
+
+    def _chat_prompt(self, body: dict, messages: list, tools) -> tuple[Response | None, int, bool]:
+        """The chat template's checks as vLLM's chat endpoint makes them, then the prompt's token count and
+        whether the template thinks: (error response, 0, False) or (None, tokens, thinking)."""
+        deployment = self.deployment
+        if not deployment.has_chat_template and not (body.get("chat_template")
+                                                     and deployment.trust_request_chat_template):
+            return error_response(CHAT_TEMPLATE_ERROR), 0, False
+        if (error := self._empty_conversation_error(messages, tools)) is not None:
+            return error, 0, False
+        kwargs = {**deployment.default_chat_template_kwargs, **(body.get("chat_template_kwargs") or {})}
+        thinking = bool(kwargs.get("thinking") or kwargs.get("enable_thinking"))
+        return None, chat_prompt_tokens(messages, tools, thinking), thinking
 
     async def _completion(self, request: HttpRequest, body: dict, reader, writer) -> Response | int:
         if (error := completion_prompt_error(body)) is not None:
@@ -426,13 +434,9 @@ class App:
         if chat:
             messages = [m for m in body["messages"] if isinstance(m, dict)]
             tools = body.get("tools") or None
-            if not deployment.has_chat_template and not (body.get("chat_template")
-                                                         and deployment.trust_request_chat_template):
-                return error_response(CHAT_TEMPLATE_ERROR)
-            if (error := self._empty_conversation_error(messages, tools)) is not None:
+            error, count, _ = self._chat_prompt(body, messages, tools)
+            if error is not None:
                 return error
-            kwargs = {**deployment.default_chat_template_kwargs, **(body.get("chat_template_kwargs") or {})}
-            count = chat_prompt_tokens(messages, tools, bool(kwargs.get("thinking") or kwargs.get("enable_thinking")))
             ids = invented_token_ids(json.dumps(messages), count, bos=True)  # the template writes the BOS
         else:
             special = body.get("add_special_tokens", True) is not False
