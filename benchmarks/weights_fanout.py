@@ -7,10 +7,10 @@ getting them there, each as a ratio to the ideal (model bytes / one link's bandw
     fanout   every node fetches its share from the hub and copies the rest from the others as soon as one has
              verified it, each serving through nginx with the role's configuration (model_weights_source: fanout)
 
-The network: network namespaces on one bridge (inside a namespace of their own; nothing touches the host's
-network), one for the hub stand-in (lab/hf_hub/server.py, --storage xet) and one per node, each behind a
-veth whose two ends are shaped with tc tbf to --rate-mbit, so that every node's NIC, and the hub's link to the
-fleet (the site's internet link), carry one link's bandwidth each way. The model is synthetic: --shards shards of
+The network: network namespaces on one bridge (lab/netns_lan.py; nothing touches the host's network), one for
+the hub stand-in (lab/hf_hub/server.py, --storage xet) and one per node, each behind a veth whose two ends are
+shaped with tc tbf to --rate-mbit, so that every node's NIC, and the hub's link to the fleet (the site's internet
+link), carry one link's bandwidth each way. The model is synthetic: --shards shards of
 about --shard-bytes (a manifest with the stand-in's first shards). Each node runs the project's downloader
 (plugins/module_utils/hf_weights.py, hf_fanout.py) in a process of its own; the processes start first and all
 begin together, so the times exclude Python's start-up. Caches are in /dev/shm (memory), so disks play no part.
@@ -43,6 +43,8 @@ import threading
 import time
 
 import ansible.module_utils
+
+from lab.netns_lan import NetnsLan
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # The project's module_utils under the name its modules and the fan-out import them by (as plugins/filter does).
@@ -109,74 +111,36 @@ def run_node(config: dict) -> None:
 
 
 class Lab:
-    """A switch namespace with a bridge, the hub's namespace and `nodes` node namespaces, every link shaped to
+    """The hub and `nodes` nodes on a LAN of network namespaces (lab/netns_lan.py), every link shaped to
     `rate_mbit` both ways; a context manager that removes all of it (and every process it started) on exit."""
 
     def __init__(self, workdir: pathlib.Path, nodes: int, rate_mbit: int) -> None:
         self.workdir, self.nodes, self.rate_mbit = workdir, nodes, rate_mbit
-        self.prefix = f"wf{os.getpid()}"
-        self.namespaces: list[str] = []
-        self.processes: list[subprocess.Popen] = []
+        self.lan = NetnsLan(f"wf{os.getpid()}", cwd=ROOT, timeout=120)
 
     def ns(self, member: str) -> str:
-        return f"{self.prefix}-{member}"
+        return self.lan.namespace(member)
 
     def run(self, member: str, *command: str) -> subprocess.CompletedProcess:
-        result = subprocess.run(["ip", "netns", "exec", self.ns(member), *command], capture_output=True, text=True,
-                                timeout=120, cwd=ROOT)
-        if result.returncode != 0:
-            raise RuntimeError(f"{' '.join(command)} in {member}: {result.stderr.strip()}")
-        return result
+        return self.lan.run(member, *command)
 
     def __enter__(self) -> Lab:
         try:
-            self._add("switch")
-            self.run("switch", "ip", "link", "add", "br0", "type", "bridge")
-            self.run("switch", "ip", "link", "set", "br0", "up")
-            self._attach("hub", HUB_ADDRESS)
+            self.lan.start()
+            self.lan.add("hub", HUB_ADDRESS, rate_mbit=self.rate_mbit)
             for index in range(self.nodes):
-                self._attach(f"node{index}", node_address(index))
+                self.lan.add(f"node{index}", node_address(index), rate_mbit=self.rate_mbit)
         except BaseException:
-            self.__exit__()
+            self.lan.close()
             raise
         return self
 
     def __exit__(self, *exc_info) -> None:
-        for process in self.processes:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=10)
-        for namespace in reversed(self.namespaces):
-            subprocess.run(["ip", "netns", "del", namespace], capture_output=True, timeout=30)
+        self.lan.close()
 
-    def _add(self, member: str) -> None:
-        subprocess.run(["ip", "netns", "add", self.ns(member)], check=True, capture_output=True, timeout=10)
-        self.namespaces.append(self.ns(member))
-        self.run(member, "ip", "link", "set", "lo", "up")
-
-    def _attach(self, member: str, address: str) -> None:
-        """The member's eth0 on the bridge, shaped on both ends: its uploads leave through eth0, its downloads
-        through the switch's end of the cable."""
-        self._add(member)
-        self.run("switch", "ip", "link", "add", member, "type", "veth", "peer", "name", "eth0", "netns",
-                 self.ns(member))
-        self.run("switch", "ip", "link", "set", member, "master", "br0", "up")
-        self.run(member, "ip", "address", "add", f"{address}/24", "dev", "eth0")
-        self.run(member, "ip", "link", "set", "eth0", "up")
-        shape = ["tc", "qdisc", "add", "dev", "{}", "root", "tbf", "rate", f"{self.rate_mbit}mbit", "burst", "256kb",
-                 "latency", "50ms"]
-        self.run(member, *[part.format("eth0") for part in shape])
-        self.run("switch", *[part.format(member) for part in shape])
-
-    def spawn(self, member: str, *command: str, log: str, stdin=None, stdout=None) -> subprocess.Popen:
-        handle = (self.workdir / log).open("ab")
-        process = subprocess.Popen(["ip", "netns", "exec", self.ns(member), *command], stdin=stdin,
-                                   stdout=stdout or handle, stderr=handle, start_new_session=True, text=True,
-                                   cwd=ROOT)
-        handle.close()
-        self.processes.append(process)
-        return process
+    def spawn(self, member: str, *command: str, log: str, **popen) -> subprocess.Popen:
+        """The command in the member's namespace, its output (what `popen` does not redirect) in workdir/`log`."""
+        return self.lan.spawn(member, *command, log=self.workdir / log, text=True, **popen)
 
     def python(self, member: str, code: str) -> str:
         return self.run(member, sys.executable, "-c", code).stdout

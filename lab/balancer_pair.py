@@ -1,11 +1,11 @@
 """Two HAProxy balancers sharing a virtual IP through keepalived, in network namespaces, for failover measurements.
 
 A switch namespace holds a bridge; a client, two balancers and two stand-in vLLM servers each get a namespace
-with an `eth0` on that bridge, on 10.203.0.0/24 (the lab's own network: nothing leaves the namespaces, and the
-host's network is never touched). Each balancer runs Debian's haproxy and keepalived with the configurations the
-loadbalancer and loadbalancer_vip roles render for it (only the paths of sockets and scripts, and HAProxy's
-root-only lines, are changed), and `net.ipv4.ip_nonlocal_bind=1` as the role sets it. The servers are the stand-in
-of tests/unit/roles/test_loadbalancer.py.
+with an `eth0` on that bridge, on 10.203.0.0/24 (lab/netns_lan.py: the lab's own network, nothing leaves the
+namespaces, and the host's network is never touched). Each balancer runs Debian's haproxy and keepalived with the
+configurations the loadbalancer and loadbalancer_vip roles render for it (only the paths of sockets and scripts,
+and HAProxy's root-only lines, are changed), and `net.ipv4.ip_nonlocal_bind=1` as the role sets it. The servers
+are the stand-in of tests/unit/roles/test_loadbalancer.py.
 
 `BalancerPair.failover(kind)` puts client load on the virtual IP, injects a fault into the balancer that holds
 it, and returns what the client saw:
@@ -14,11 +14,12 @@ it, and returns what the client saw:
                file's `cut`), then its keepalived and HAProxy are killed (SIGKILL)
     haproxy    only the holder's HAProxy is killed (SIGKILL); its keepalived keeps running
 
-Run as a script in the client namespace, this file is the load client (`load`): --threads threads (12) send short
-streamed requests through the virtual IP in a loop, each on a new connection with a 5 s socket timeout and a
-pause of up to --think seconds (0.3) between two, and a prober opens a new connection every 20 ms to GET /health
-with a 100 ms timeout (its answers time the address's return; they are not counted as requests). It stops when its stdin is
-closed and prints every request and probe as JSON, timed with CLOCK_MONOTONIC, which the namespaces share.
+Run in the client namespace as `python -m lab.balancer_pair load` (from the repository root), this file is the
+load client: --threads threads (12) send short streamed requests through the virtual IP in a loop, each on a new
+connection with a 5 s socket timeout and a pause of up to --think seconds (0.3) between two, and a prober opens a
+new connection every 20 ms to GET /health with a 100 ms timeout (its answers time the address's return; they are
+not counted as requests). It stops when its stdin is closed and prints every request and probe as JSON, timed
+with CLOCK_MONOTONIC, which the namespaces share.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ import subprocess
 import sys
 import threading
 import time
+
+from lab.netns_lan import NetnsLan
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 STANDIN = REPO / "tests" / "unit" / "roles" / "test_loadbalancer.py"
@@ -104,9 +107,8 @@ class BalancerPair:
 
     def __init__(self, workdir: pathlib.Path, renderer_class, **vip_settings):
         self.workdir, self.renderer_class, self.vip_settings = workdir, renderer_class, vip_settings
-        self.run_id = f"vip{os.getpid()}-{next(_names)}"
-        self.namespaces: list[str] = []
-        self.processes: dict[str, subprocess.Popen] = {}
+        self.lan = NetnsLan(f"vip{os.getpid()}-{next(_names)}", prefix_length=PREFIX)
+        self.processes: dict[str, subprocess.Popen] = {}  # by key (see _spawn); the LAN kills them all on close
 
     # --- set-up and tear-down -----------------------------------------------------------------------------
 
@@ -121,41 +123,18 @@ class BalancerPair:
     def __exit__(self, *exc_info):
         self.close()
 
-    def namespace(self, member: str) -> str:
-        return f"{self.run_id}-{member}"
-
     def run(self, member: str, *command: str, check: bool = True) -> subprocess.CompletedProcess:
-        result = subprocess.run(["ip", "netns", "exec", self.namespace(member), *command], capture_output=True,
-                                text=True, timeout=30)
-        if check and result.returncode != 0:
-            raise RuntimeError(f"{' '.join(command)} in {member}: {result.stderr.strip()}")
-        return result
-
-    def _add_namespace(self, member: str):
-        subprocess.run(["ip", "netns", "add", self.namespace(member)], check=True, capture_output=True, timeout=10)
-        self.namespaces.append(self.namespace(member))
-        self.run(member, "ip", "link", "set", "lo", "up")
-
-    def _attach(self, member: str, address: str):
-        """The member's eth0 on the switch's bridge (the switch's end of the cable is named after the member)."""
-        self._add_namespace(member)
-        self.run("switch", "ip", "link", "add", member, "type", "veth", "peer", "name", "eth0", "netns",
-                 self.namespace(member))
-        self.run("switch", "ip", "link", "set", member, "master", "br0", "up")
-        self.run(member, "ip", "address", "add", f"{address}/{PREFIX}", "dev", "eth0")
-        self.run(member, "ip", "link", "set", "eth0", "up")
+        return self.lan.run(member, *command, check=check)
 
     def _start(self):
-        self._add_namespace("switch")
-        self.run("switch", "ip", "link", "add", "br0", "type", "bridge")
-        self.run("switch", "ip", "link", "set", "br0", "up")
-        self._attach("client", CLIENT)
+        self.lan.start()
+        self.lan.add("client", CLIENT)
         for name, address in SERVERS.items():
-            self._attach(name, address)
+            self.lan.add(name, address)
             self._spawn(name, name, sys.executable, str(STANDIN), "--host", address, "--port", str(PORT),
                         "--name", name)
         for name, address in BALANCERS.items():
-            self._attach(name, address)
+            self.lan.add(name, address)
             # What the loadbalancer_vip role sets, so that a backup's HAProxy binds the virtual IP.
             self.run(name, "sysctl", "-qw", "net.ipv4.ip_nonlocal_bind=1")
             self._start_haproxy(name)
@@ -164,12 +143,8 @@ class BalancerPair:
 
     def _spawn(self, key: str, member: str, *command: str) -> subprocess.Popen:
         """A process in the member's namespace, in its own process group, logging to workdir/<key>.log."""
-        log = (self.workdir / f"{key}.log").open("ab")
-        process = subprocess.Popen(["ip", "netns", "exec", self.namespace(member), *command], stdout=log,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
-        log.close()
-        self.processes[key] = process
-        return process
+        self.processes[key] = self.lan.spawn(member, *command, log=self.workdir / f"{key}.log")
+        return self.processes[key]
 
     def _start_haproxy(self, name: str):
         directory = self.workdir / name
@@ -220,13 +195,7 @@ class BalancerPair:
         return self.renderer_class(role, facts, overrides={**inventory, **settings, **overrides}).template(template)
 
     def close(self):
-        for process in self.processes.values():
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-        for name in reversed(self.namespaces):
-            subprocess.run(["ip", "netns", "delete", name], capture_output=True, timeout=10)
-        self.namespaces.clear()
+        self.lan.close()
 
     # --- observation --------------------------------------------------------------------------------------
 
@@ -249,9 +218,8 @@ class BalancerPair:
     def _link_cutter(self, member: str) -> subprocess.Popen:
         """This file's `cut` in the member's namespace, ready to take its eth0 down when told (starting `ip` at the
         fault would take milliseconds, and far longer on a busy machine)."""
-        cutter = subprocess.Popen(["ip", "netns", "exec", self.namespace(member), sys.executable, __file__, "cut",
-                                   "eth0"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                  start_new_session=True)
+        cutter = self.lan.spawn(member, sys.executable, "-m", "lab.balancer_pair", "cut", "eth0", cwd=REPO,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.processes[f"{member}-cut"] = cutter
         if cutter.stdout.readline().strip() != "READY":
             raise RuntimeError(f"the link cutter did not start in {member}")
@@ -280,12 +248,10 @@ class BalancerPair:
         assert kind in FAULTS, kind
         holder = self.wait_for_holder()
         cutter = self._link_cutter(holder) if kind == "balancer" else None
-        log = (self.workdir / "client.log").open("ab")
-        client = subprocess.Popen(
-            ["ip", "netns", "exec", self.namespace("client"), sys.executable, __file__, "load", "--threads",
-             str(threads), "--think", str(think), "--timeout", str(timeout)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True)
-        log.close()
+        client = self.lan.spawn("client", sys.executable, "-m", "lab.balancer_pair", "load", "--threads",
+                                str(threads), "--think", str(think), "--timeout", str(timeout), cwd=REPO,
+                                log=self.workdir / "client.log", stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                text=True)
         try:
             ready, _, _ = select.select([client.stdout], [], [], 15)
             line = client.stdout.readline() if ready else ""
