@@ -130,9 +130,9 @@ def weights_source() -> str:
 
 def test_the_weights_crossed_the_internet_once():
     """Both nodes hold the same snapshot, and every file reached one of them over the LAN, not from the hub: with
-    model_weights_source seed, the second node copied every file from the first; with fanout, every file reached
-    one node from the other's peer server (nginx, its transfers logged to the journal) and never the other way, and
-    the peer servers no longer run."""
+    model_weights_source seed, the second node copied every file from the first; with fanout, each node copied
+    files from the other's peer server (nginx, its transfers logged to the journal), no file went both ways, and the
+    peer servers no longer run."""
     snapshot = "/srv/huggingface/hub/models--deepseek-ai--DeepSeek-V3.2/snapshots/*"
     files = [node_sh(node, f"cd {snapshot} && find . -type l | sort | xargs sha256sum") for node in NODES]
     assert files[0] == files[1] and files[0].count("\n") > 160
@@ -151,7 +151,10 @@ def test_the_weights_crossed_the_internet_once():
                            if line.startswith(address(client) + " ") and re.search(r'" 20[06] ', line)})
         assert copied[0] and copied[1], "each node copied its peer's share"
         assert not copied[0] & copied[1], "no file was copied both ways (each was fetched from the hub once)"
-        assert copied[0] | copied[1] == blobs, "every file crossed the LAN once"
+        # nginx drops an access-log line when the syslog socket is full (it never blocks on logging), so the logs
+        # can show that no file went both ways but not that every file went one way: that completeness is
+        # asserted by the unit tests with real nginx (tests/unit/plugins/test_hf_fanout.py).
+        assert copied[0] | copied[1] <= blobs, "only the snapshot's files crossed the LAN"
         for node in NODES:
             state = node_sh(node, "systemctl show model-weights-peer -p ActiveState --value").strip()
             assert state == "inactive", "the peer server runs only during the download"
