@@ -8,7 +8,7 @@ import subprocess
 
 REPO = pathlib.Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", pathlib.Path(__file__).resolve().parents[3]))
 EPHEMERAL = pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
-NODES = ("fleet-gpu-node1", "fleet-gpu-node2")
+NODES = ("fleet-gpu-node1", "fleet-gpu-node2", "fleet-gpu-node3")
 BALANCER = "fleet-lb1"
 
 

@@ -1,5 +1,7 @@
 """The vllm_service unit carries the mandatory flags, and every forbidden setting is refused with its reason."""
 
+import hashlib
+
 import pytest
 
 from plugins.filter.vllm_service import vllm_config_problems
@@ -13,6 +15,8 @@ BASE = {
     "vllm_service_revision": "a" * 40,
     "vllm_service_hf_home": "/srv/huggingface",
     "_vllm_service_group_ids": ["44", "993"],
+    # What the preflight step's amd_gpu_facts found.
+    "amd_gpu": {"gfx_targets": ["gfx942"]},
 }
 
 
@@ -39,8 +43,10 @@ def test_default_unit_has_the_mandatory_flags(role_renderer):
     assert _flag(docker_args, "--publish") == ["10.20.0.11:8000:8000"]
     # Read-only: with HF_HUB_OFFLINE=1 vLLM 0.33 only reads the snapshot (no locks, refs or modules are written).
     assert "/srv/huggingface:/root/.cache/huggingface:ro" in _flag(docker_args, "--volume")
-    assert {"/var/lib/vllm/cache/triton:/root/.triton", "/var/lib/vllm/cache/vllm:/root/.cache/vllm",
-            "/var/lib/vllm/cache/aiter:/root/.aiter"} <= set(_flag(docker_args, "--volume"))
+    # The kernel caches under their key: the image (here by its reference, no ID recorded) and the architecture.
+    key = f"{hashlib.sha256(b'vllm/vllm-openai-rocm:v0.33.0').hexdigest()[:12]}-gfx942"
+    assert {f"/var/lib/vllm/cache/{key}/triton:/root/.triton", f"/var/lib/vllm/cache/{key}/vllm:/root/.cache/vllm",
+            f"/var/lib/vllm/cache/{key}/aiter:/root/.aiter"} <= set(_flag(docker_args, "--volume"))
     # The image's entrypoint is `vllm serve`: vLLM 0.33 takes the model as its first positional argument
     # (`--model` is deprecated there).
     assert vllm_args[0] == "deepseek-ai/DeepSeek-V3.2" and "--model" not in vllm_args
@@ -245,3 +251,33 @@ def test_start_is_bounded_and_groups_follow_gpu_access(role_renderer):
     assert "TimeoutStartSec=300" in unit and "infinity" not in unit
     renderer = role_renderer("vllm_service", FACTS, overrides={**BASE, "gpu_access_render_group": "gpu"})
     assert renderer.var("vllm_service_gpu_groups") == ["video", "gpu"]
+
+
+@pytest.mark.parametrize("image_id, gfx_targets, key", [
+    ("sha256:3f2a9c1b7d8e" + "0" * 52, ["gfx942"], "3f2a9c1b7d8e-gfx942"),
+    ("sha256:3f2a9c1b7d8e" + "0" * 52, ["gfx950"], "3f2a9c1b7d8e-gfx950"),
+    ("sha256:0123456789ab" + "f" * 52, ["gfx942"], "0123456789ab-gfx942"),
+])
+def test_kernel_caches_are_mounted_from_the_directory_of_their_image_and_architecture(role_renderer, image_id,
+                                                                                     gfx_targets, key):
+    """Another image or another architecture gets a directory of its own, so a cache compiled for one is never
+    mounted for the other (README "Kernel caches")."""
+    _, argv = _exec_start(role_renderer, vllm_service_image_id=image_id, amd_gpu={"gfx_targets": gfx_targets})
+    mounts = [volume for volume in _flag(argv, "--volume") if volume.startswith("/var/lib/vllm/cache/")]
+    assert sorted(mounts) == [f"/var/lib/vllm/cache/{key}/aiter:/root/.aiter",
+                              f"/var/lib/vllm/cache/{key}/triton:/root/.triton",
+                              f"/var/lib/vllm/cache/{key}/vllm:/root/.cache/vllm"]
+
+
+def test_the_kernel_cache_server_admits_only_the_gpu_nodes(role_renderer):
+    facts = {**FACTS, "default_ipv4": {"address": "10.20.0.11"}}
+    hostvars = {"gpu-1": {"ansible_facts": {"default_ipv4": {"address": "10.20.0.11"}}},
+                "gpu-2": {"ansible_facts": {"default_ipv4": {"address": "10.20.0.12"}}},
+                "gpu-3": {"ansible_facts": {}}}
+    config = role_renderer("vllm_service", facts, overrides={
+        **BASE, "groups": {"gpu_nodes": ["gpu-1", "gpu-2", "gpu-3"], "loadbalancers": ["lb-1"]},
+        "hostvars": hostvars}).template("vllm-kernel-cache.conf.j2")
+    allowed = [line.split()[1].rstrip(";") for line in config.splitlines() if line.strip().startswith("allow ")]
+    assert allowed == ["10.20.0.11", "10.20.0.12", "127.0.0.1"]
+    assert "listen 10.20.0.11:8091;" in config and "deny all;" in config
+    assert "root /var/lib/vllm/cache/exports;" in config

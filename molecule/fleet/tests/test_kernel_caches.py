@@ -1,0 +1,73 @@
+"""The warm-up fan-out (roles/vllm_service/README.md, "Kernel caches"): the kernel caches are keyed by image ID and
+GPU architecture, one node per key warms up and a node of the same architecture copies its caches before it
+starts. Node 1 (MI325X) and node 3 (MI300X) are both gfx942, node 2 (MI355X) is gfx950. These hold after the
+first deployment and after every rolling update the scenario runs, whatever the order of the tests."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from fleet_lab import NODES, node_sh
+
+CACHE = "/var/lib/vllm/cache"
+WARMED_UP, OTHER_ARCHITECTURE, SAME_ARCHITECTURE = NODES
+
+
+def current_key(node: str) -> str:
+    """The key of the caches the node's unit mounts."""
+    unit = node_sh(node, "cat /etc/systemd/system/vllm.service")
+    return re.search(rf"--volume {CACHE}/([0-9a-f]{{12}}-[0-9a-z-]+)/triton:", unit).group(1)
+
+
+def marker(node: str, key: str) -> dict:
+    return json.loads(node_sh(node, f"cat {CACHE}/{key}/.complete"))
+
+
+def journal(node: str) -> str:
+    return node_sh(node, "journalctl -u vllm --no-pager --output=cat")
+
+
+def warm_up_seconds(node: str) -> list[float]:
+    """Every start's warm-up on the node, as the stand-in logs it like vLLM: the FP8 BMM pre-compile (1,024 batch
+    sizes at the rate its progress bar shows) plus the engine's initialisation (torch.compile, graph capture)."""
+    text = journal(node)
+    precompile = [1024 / float(rate) for rate in re.findall(r"Pre-compiling fp8 BMM kernel: .*, ([0-9.]+)it/s\]", text)]
+    engine = [float(seconds) for seconds in re.findall(r"init engine \(profile, create kv cache, warmup model\) took "
+                                                       r"([0-9.]+) s", text)]
+    assert len(precompile) == len(engine), (precompile, engine)
+    return [first + second for first, second in zip(precompile, engine)]
+
+
+def test_the_caches_are_keyed_by_image_and_architecture():
+    keys = {node: current_key(node) for node in NODES}
+    image = {key.split("-", 1)[0] for key in keys.values()}
+    assert len(image) == 1, keys
+    assert keys[WARMED_UP] == keys[SAME_ARCHITECTURE] and keys[WARMED_UP].endswith("-gfx942"), keys
+    assert keys[OTHER_ARCHITECTURE].endswith("-gfx950"), keys
+
+
+def test_one_node_per_architecture_warmed_up_and_the_other_copied_its_caches():
+    key, other_key = current_key(WARMED_UP), current_key(OTHER_ARCHITECTURE)
+    assert marker(WARMED_UP, key) == {"key": key, "warmed_up_on": WARMED_UP}
+    assert marker(OTHER_ARCHITECTURE, other_key) == {"key": other_key, "warmed_up_on": OTHER_ARCHITECTURE}
+    assert marker(SAME_ARCHITECTURE, key) == {"key": key, "copied_from": WARMED_UP}
+    # The gfx950 caches were never offered to a gfx942 node, nor the other way round.
+    assert node_sh(SAME_ARCHITECTURE, f"ls {CACHE}/exports").split() == [f"{key}.tar", f"{key}.tar.sha256"]
+    assert other_key not in node_sh(WARMED_UP, f"ls {CACHE}")
+    assert key not in node_sh(OTHER_ARCHITECTURE, f"ls {CACHE}")
+    # Every node serves what it holds to later nodes, and its server runs only while a node copies.
+    for node in NODES:
+        fact = json.loads(node_sh(node, "cat /etc/ansible/facts.d/vllm_kernel_cache.fact"))
+        assert current_key(node) in fact["complete"], (node, fact)
+        assert node_sh(node, "systemctl show vllm-kernel-cache -p ActiveState --value").strip() == "inactive"
+
+
+def test_only_the_nodes_that_warmed_up_compiled_kernels():
+    """The stand-in compiles (torch.compile's graph, the FP8 BMM kernels) only on a cold cache, and a cold start
+    takes longer: node 3 never compiled, and each of its starts was quicker than the other nodes' cold ones."""
+    compiled = {node: "Compiling a graph for compile range" in journal(node) for node in NODES}
+    assert compiled == {WARMED_UP: True, OTHER_ARCHITECTURE: True, SAME_ARCHITECTURE: False}
+    assert "Directly load the compiled graph(s)" in journal(SAME_ARCHITECTURE)
+    copied, cold = warm_up_seconds(SAME_ARCHITECTURE), max(warm_up_seconds(WARMED_UP))
+    assert copied and max(copied) < cold / 2, (copied, warm_up_seconds(WARMED_UP))
