@@ -5,10 +5,17 @@ from __future__ import annotations
 import os
 import pathlib
 import subprocess
+import uuid
+
+import yaml
 
 REPO = pathlib.Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", pathlib.Path(__file__).resolve().parents[3]))
 EPHEMERAL = pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
-NODES = ("fleet-gpu-node1", "fleet-gpu-node2", "fleet-gpu-node3")
+LOG_DIR = REPO / "reports" / "fleet"
+# The scenario's GPU nodes (its platforms in group gpu_nodes), in the order molecule.yml lists them.
+NODES = tuple(platform["name"] for platform in yaml.safe_load(
+    (pathlib.Path(__file__).resolve().parents[1] / "molecule.yml").read_text())["platforms"]
+    if "gpu_nodes" in platform.get("groups", []))
 BALANCER = "fleet-lb1"
 
 
@@ -20,3 +27,32 @@ def address(container: str) -> str:
 def node_sh(node: str, script: str) -> str:
     return subprocess.run(["docker", "exec", node, "bash", "-c", script], check=True, capture_output=True,
                           text=True, timeout=60).stdout
+
+
+class BackgroundPlaybook:
+    """ansible-playbook against molecule's inventory, running while the test acts on the lab; extra vars go through a
+    0600 file, the output straight to LOG_DIR/<log_name>.log (a pipe nobody reads meanwhile could fill and stop it).
+    `wait()` returns the finished process with that output."""
+
+    def __init__(self, playbook: pathlib.Path, extra_vars: dict, log_name: str) -> None:
+        vars_file = EPHEMERAL / f"extra-vars-{uuid.uuid4().hex}.yml"
+        vars_file.touch(mode=0o600)
+        vars_file.write_text(yaml.safe_dump(extra_vars))
+        LOG_DIR.mkdir(parents=True, exist_ok=True)
+        self.log = LOG_DIR / f"{log_name}.log"
+        with self.log.open("w") as log:
+            self.process = subprocess.Popen(
+                ["ansible-playbook", str(playbook), "-i", str(EPHEMERAL / "inventory"), "-e", f"@{vars_file}"],
+                cwd=REPO, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, text=True,
+                env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"})
+
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def wait(self, timeout: float = 900) -> subprocess.CompletedProcess:
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        return subprocess.CompletedProcess(self.process.args, self.process.returncode, self.log.read_text(), "")
