@@ -41,7 +41,7 @@ import pytest
 import requests
 import yaml
 
-from fleet_lab import BALANCER, EPHEMERAL, NODES, REPO, BackgroundPlaybook, address, node_sh
+from fleet_lab import BALANCER, EPHEMERAL, NODES, BackgroundPlaybook, address, node_sh
 
 HUB = "http://172.30.99.12:8080"  # the fleet's hub (model_weights_hf_endpoint in inventories/sandbox/group_vars)
 CACHE = "/srv/huggingface/hub/models--deepseek-ai--DeepSeek-V3.2"
@@ -203,7 +203,6 @@ def killed_peer():
     held = digests(HOLDER, etag, link)
     assert held["git"] == etag and held["linked"], f"{HOLDER} does not hold a verified {FILE} to start with: {held}"
     size = int(node_sh(HOLDER, f"stat -c %s {CACHE}/blobs/{etag}"))
-    holder_url = f"http://{address(HOLDER)}:{PEER_PORT}/"
     starts = {node: invocation(node) for node in FLEET}
 
     for node in TAKERS:
@@ -239,7 +238,7 @@ def killed_peer():
         assert run_result.returncode == 0, run_result.stdout[-4000:]
         reports = {node: json.loads((reports_dir / f"{node}.json").read_text()) for node in FLEET}
         yield {
-            "etag": etag, "link": link, "size": size, "held": held, "holder_url": holder_url, "reports": reports,
+            "etag": etag, "link": link, "size": size, "held": held, "reports": reports,
             "hub": {key: hub_after.get(key, 0) - hub_before.get(key, 0) for key in hub_after},
             "statuses": probe.statuses, "starts": starts, "elapsed": elapsed,
         }
