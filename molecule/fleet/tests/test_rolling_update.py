@@ -162,6 +162,25 @@ def test_the_weights_crossed_the_internet_once():
         for node in NODES:
             state = node_sh(node, "systemctl show model-weights-peer -p ActiveState --value").strip()
             assert state == "inactive", "the peer server runs only during the download"
+    else:
+        pytest.skip(f"model_weights_source {weights_source()}: every node downloads from the hub")
+
+
+@pytest.fixture(scope="module")
+def api_key() -> str:
+    return (EPHEMERAL / "api_key").read_text().split()[0]
+
+
+@pytest.fixture(scope="module")
+def balancer_url() -> str:
+    return f"http://{address(BALANCER)}:8000"
+
+
+def test_the_balancer_serves_from_every_node(balancer_url, api_key):
+    answers = [requests.get(f"{balancer_url}/v1/models", headers={"Authorization": f"Bearer {api_key}"}, timeout=10)
+               for _ in range(4)]
+    assert all(answer.status_code == 200 for answer in answers)
+    assert requests.get(f"{balancer_url}/v1/models", timeout=10).status_code == 401
     assert servers_up() == sorted(NODES)
 
 
