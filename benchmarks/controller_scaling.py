@@ -11,7 +11,7 @@ A benchmark, not a test: the numbers depend on the machine and its load. The sim
 same machine as the controller, so on a small machine (two cores here) several nodes' module runs, apt and Docker
 engines compete with the controller for the CPU: the wall time of N nodes there says more about the machine than
 about Ansible. The controller's CPU time per node is the figure that carries over to real servers, where each node
-does its own work. About 20 minutes for 1, 2 and 4 nodes on two cores.
+does its own work. About 50 minutes for 1, 2 and 4 nodes on two shared cores (docs/benchmarking.md).
 
     python3 -m benchmarks.controller_scaling
     python3 -m benchmarks.controller_scaling --nodes 1,4 --reruns 3
