@@ -7,6 +7,7 @@ variable, and no task may have connected (no fact gathering, no unreachable host
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import pathlib
@@ -80,6 +81,11 @@ def site(inventory: pathlib.Path, extra_vars: dict, *args: str) -> subprocess.Co
         env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"})
 
 
+# Each test's run is one ansible-playbook of its own, as it would be run alone; they are started together by the
+# `runs` fixture (below), since each spends seconds of CPU in task workers that the others need not wait for.
+RUNNERS = 4
+
+
 def assert_refused_without_contact(run: subprocess.CompletedProcess, expected: str):
     output = run.stdout + run.stderr
     assert run.returncode != 0, output[-2000:]
@@ -87,21 +93,63 @@ def assert_refused_without_contact(run: subprocess.CompletedProcess, expected: s
     assert "UNREACHABLE" not in output and "Gathering Facts" not in output, output[-3000:]
 
 
+def _site_arguments(item: pytest.Item, request: pytest.FixtureRequest, inventory: pathlib.Path,
+                    tmp_path_factory: pytest.TempPathFactory) -> tuple:
+    """The arguments of site() for the test `item`: what that test would run by itself."""
+    params = item.callspec.params if hasattr(item, "callspec") else {}
+    name = item.originalname
+    if name == "test_bad_values_are_refused_before_any_host_is_contacted":
+        return inventory, params["extra_vars"]
+    if name == "test_limit_to_one_node_still_validates":
+        return inventory, params["extra_vars"], "--limit", "node-b"
+    if name == "test_good_values_pass_validation_and_only_then_contact_the_nodes":
+        return inventory, {}, "--limit", "node-a"
+    tls = request.getfixturevalue("tls")
+    if name == "test_bad_tls_values_are_refused_before_any_host_is_contacted":
+        return inventory, params["build"](tls)
+    if name == "test_a_good_certificate_with_its_key_from_the_vault_passes_validation":
+        key_in = params["key_in"]
+        return (_prod_style_inventory(tmp_path_factory.mktemp(key_in), inventory, tls, key_in), {},
+                "--vault-password-file", str(tls["directory"] / "vault-password"))
+    raise AssertionError(f"{item.nodeid} has no site.yml run")
+
+
+@pytest.fixture(scope="module")
+def runs(request, inventory, tmp_path_factory):
+    """The site.yml run of every selected test of this file, started together (RUNNERS at a time, in the tests'
+    order), by test id. Each is the same run the test would make alone; a test waits for its own."""
+    items = [item for item in request.session.items if item.path == request.path and "run" in item.fixturenames]
+    pool = concurrent.futures.ThreadPoolExecutor(RUNNERS)
+    try:
+        yield {item.nodeid: pool.submit(site, *_site_arguments(item, request, inventory, tmp_path_factory))
+               for item in items}
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+@pytest.fixture
+def run(runs, request) -> subprocess.CompletedProcess:
+    """This test's site.yml run (see `runs`)."""
+    return runs[request.node.nodeid].result()
+
+
 @pytest.mark.parametrize(("extra_vars", "expected"), [case[1:] for case in BAD_VALUES],
                          ids=[case[0] for case in BAD_VALUES])
-def test_bad_values_are_refused_before_any_host_is_contacted(inventory, extra_vars, expected):
-    assert_refused_without_contact(site(inventory, extra_vars), expected)
+def test_bad_values_are_refused_before_any_host_is_contacted(run, extra_vars, expected):
+    """site(inventory, extra_vars)"""
+    assert_refused_without_contact(run, expected)
 
 
 @pytest.mark.parametrize(("extra_vars", "expected"), [case[1:] for case in BAD_VALUES[:4]],
                          ids=[case[0] for case in BAD_VALUES[:4]])
-def test_limit_to_one_node_still_validates(inventory, extra_vars, expected):
-    assert_refused_without_contact(site(inventory, extra_vars, "--limit", "node-b"), expected)
+def test_limit_to_one_node_still_validates(run, extra_vars, expected):
+    """site(inventory, extra_vars, "--limit", "node-b")"""
+    assert_refused_without_contact(run, expected)
 
 
-def test_good_values_pass_validation_and_only_then_contact_the_nodes(inventory):
-    """The control case: with nothing wrong, validation passes and the preflight play tries the (closed) node."""
-    run = site(inventory, {}, "--limit", "node-a")
+def test_good_values_pass_validation_and_only_then_contact_the_nodes(run):
+    """The control case: with nothing wrong, validation passes and the preflight play tries the (closed) node:
+    site(inventory, {}, "--limit", "node-a")."""
     assert "UNREACHABLE" in run.stdout, (run.stdout + run.stderr)[-3000:]
     assert "Preflight checks on the GPU nodes" in run.stdout
 
@@ -144,8 +192,8 @@ TLS_BAD_VALUES = [
 
 @pytest.mark.parametrize(("build", "expected"), [case[1:] for case in TLS_BAD_VALUES],
                          ids=[case[0] for case in TLS_BAD_VALUES])
-def test_bad_tls_values_are_refused_before_any_host_is_contacted(inventory, tls, build, expected):
-    run = site(inventory, build(tls))
+def test_bad_tls_values_are_refused_before_any_host_is_contacted(run, tls, build, expected):
+    """site(inventory, build(tls))"""
     assert_refused_without_contact(run, expected)
     assert tls["key"].splitlines()[1] not in run.stdout + run.stderr
 
@@ -174,11 +222,10 @@ def _prod_style_inventory(directory: pathlib.Path, inventory: pathlib.Path, tls:
 
 
 @pytest.mark.parametrize("key_in", ["vault-variable", "vault-file"])
-def test_a_good_certificate_with_its_key_from_the_vault_passes_validation(inventory, tls, tmp_path, key_in):
+def test_a_good_certificate_with_its_key_from_the_vault_passes_validation(run, tls, key_in):
     """The control case, as inventories/prod/ shows it: the chain checked against the CA and the name, the key
-    decrypted from the vault; validation passes and the preflight play goes on to the (closed) nodes."""
-    run = site(_prod_style_inventory(tmp_path, inventory, tls, key_in), {},
-               "--vault-password-file", str(tls["directory"] / "vault-password"))
+    decrypted from the vault; validation passes and the preflight play goes on to the (closed) nodes:
+    site(_prod_style_inventory(directory, inventory, tls, key_in), {}, "--vault-password-file", ...)."""
     output = run.stdout + run.stderr
     # The balancers answer in any order: lb-a's result is somewhere in the task's block.
     check = run.stdout.split("TASK [loadbalancer : Check the certificate, its chain and its private key]")
