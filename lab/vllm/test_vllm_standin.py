@@ -374,7 +374,9 @@ def test_port_refuses_connections_until_loaded_then_warm_start_is_faster(node):
     warm_seconds = warm.wait_ready()
     assert warm.stop() == 0
     assert "Directly load the compiled graph(s) for compile range (1, 16384) from the cache" in warm.logs()
-    assert cold_seconds >= 2.2 and cold_seconds - warm_seconds >= 1.2, (cold_seconds, warm_seconds)
+    # The warm start saves nine tenths of the compile and the warm-up (1.44 s); the rest of either start is the same
+    # work, which a loaded machine stretches alike.
+    assert cold_seconds >= 2.2 and cold_seconds - warm_seconds >= 1.0, (cold_seconds, warm_seconds)
 
 
 # ------------------------------------------------------------------------------------------------- endpoints
