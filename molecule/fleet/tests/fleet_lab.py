@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import pathlib
 import subprocess
+import threading
 import uuid
+from typing import Any, Callable
 
 import yaml
 
@@ -56,3 +58,25 @@ class BackgroundPlaybook:
             self.process.kill()
             self.process.wait()
         return subprocess.CompletedProcess(self.process.args, self.process.returncode, self.log.read_text(), "")
+
+
+class Sampler:
+    """Calls `sample` every half second in a thread while the with-block runs; `samples` holds what it returned."""
+
+    def __init__(self, sample: Callable[[], Any]) -> None:
+        self.sample = sample
+        self.samples: list = []
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.stop_event.set()
+        self.thread.join(timeout=30)
+
+    def _loop(self) -> None:
+        while not self.stop_event.wait(0.5):
+            self.samples.append(self.sample())

@@ -19,7 +19,7 @@ import pytest
 import requests
 import yaml
 
-from fleet_lab import BALANCER, EPHEMERAL, NODES, REPO, address, node_sh
+from fleet_lab import BALANCER, EPHEMERAL, NODES, REPO, Sampler, address, node_sh
 
 REGISTRY = "127.0.0.1:15000/vllm/vllm-openai-rocm"
 LOG_DIR = REPO / "reports" / "fleet"
@@ -219,33 +219,12 @@ def test_a_broken_version_stops_at_the_canary_and_the_fleet_keeps_serving(balanc
     assert servers_up() == sorted(NODES)
 
 
-class RotationWatch:
-    """Samples which servers HAProxy reports UP, every half second, until stopped."""
-
-    def __init__(self) -> None:
-        self.samples: list[list[str]] = []
-        self.stop_event = threading.Event()
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc_info):
-        self.stop_event.set()
-        self.thread.join(timeout=30)
-
-    def _loop(self) -> None:
-        while not self.stop_event.wait(0.5):
-            self.samples.append(servers_up())
-
-
 def test_site_yml_on_the_serving_fleet_rolls_a_flag_change_a_node_at_a_time(balancer_url, api_key):
     """The operator's own command, run again with a changed flag: the serving nodes restart a batch at a time
     (batches of one here), drained first, with no failed client request."""
     pinned = {"vllm_image_tag": "v0.33.1", "vllm_image_digest": digest_of("v0.33.1")}
     starts = {node: invocation(node) for node in NODES}
-    with ClientLoad(balancer_url, api_key) as load, RotationWatch() as rotation:
+    with ClientLoad(balancer_url, api_key) as load, Sampler(servers_up) as rotation:
         time.sleep(3)
         run = rolling_update({**pinned, "vllm_service_extra_args": ["--max-num-seqs", "128"]}, "site-flag-change",
                              playbook="site.yml")
@@ -265,7 +244,7 @@ def test_site_yml_again_and_a_new_tag_for_the_same_image_restart_nothing():
     subprocess.run(["docker", "push", "--quiet", f"{REGISTRY}:v0.33.1-relabelled"], check=True, capture_output=True)
     starts = {node: invocation(node) for node in NODES}
     units = {node: node_sh(node, "cat /etc/systemd/system/vllm.service") for node in NODES}
-    with RotationWatch() as rotation:
+    with Sampler(servers_up) as rotation:
         run = rolling_update({"vllm_image_tag": "v0.33.1-relabelled", "vllm_image_digest": digest_of("v0.33.1"),
                               "vllm_service_extra_args": ["--max-num-seqs", "128"]}, "site-relabel",
                              playbook="site.yml")

@@ -33,7 +33,6 @@ from __future__ import annotations
 import json
 import pathlib
 import subprocess
-import threading
 import time
 import uuid
 
@@ -41,7 +40,7 @@ import pytest
 import requests
 import yaml
 
-from fleet_lab import BALANCER, EPHEMERAL, NODES, BackgroundPlaybook, address, node_sh
+from fleet_lab import BALANCER, EPHEMERAL, NODES, BackgroundPlaybook, Sampler, address, node_sh
 
 HUB = "http://172.30.99.12:8080"  # the fleet's hub (model_weights_hf_endpoint in inventories/sandbox/group_vars)
 CACHE = "/srv/huggingface/hub/models--deepseek-ai--DeepSeek-V3.2"
@@ -117,30 +116,14 @@ def unthrottle(node: str, device: str | None) -> None:
         node_try(node, f"tc qdisc del dev {device} root")
 
 
-class ServingProbe:
-    """GET /v1/models through the load balancer every half second until stopped: the status codes."""
-
-    def __init__(self) -> None:
-        self.url = f"http://{address(BALANCER)}:8000/v1/models"
-        self.headers = {"Authorization": f"Bearer {(EPHEMERAL / 'api_key').read_text().split()[0]}"}
-        self.statuses: list[int | str] = []
-        self.stop_event = threading.Event()
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc_info):
-        self.stop_event.set()
-        self.thread.join(timeout=30)
-
-    def _loop(self) -> None:
-        while not self.stop_event.wait(0.5):
-            try:
-                self.statuses.append(requests.get(self.url, headers=self.headers, timeout=10).status_code)
-            except requests.RequestException as error:
-                self.statuses.append(type(error).__name__)
+def serving_status() -> int | str:
+    """GET /v1/models through the load balancer: the status code, or the error."""
+    try:
+        return requests.get(f"http://{address(BALANCER)}:8000/v1/models", timeout=10,
+                            headers={"Authorization": f"Bearer {(EPHEMERAL / 'api_key').read_text().split()[0]}"}
+                            ).status_code
+    except requests.RequestException as error:
+        return type(error).__name__
 
 
 def wrapper_playbook(reports: str) -> str:
@@ -214,7 +197,7 @@ def killed_peer():
     started = time.monotonic()
     try:
         device = throttle_peer_port(HOLDER, address(TAKERS[0]))
-        with ServingProbe() as probe:
+        with Sampler(serving_status) as probe:
             run = BackgroundPlaybook(wrapper_playbook(str(reports_dir)), {"model_weights_peer_wait": PEER_WAIT},
                                      "weights-fanout-killed-peer")
             copying = wait_for_partials(etag, run)
@@ -240,7 +223,7 @@ def killed_peer():
         yield {
             "etag": etag, "link": link, "size": size, "held": held, "reports": reports,
             "hub": {key: hub_after.get(key, 0) - hub_before.get(key, 0) for key in hub_after},
-            "statuses": probe.statuses, "starts": starts, "elapsed": elapsed,
+            "statuses": probe.samples, "starts": starts, "elapsed": elapsed,
         }
     finally:
         unthrottle(HOLDER, device)
