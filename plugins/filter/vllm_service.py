@@ -235,6 +235,16 @@ def vllm_config_problems(config):
     drain = _int_problem(config, "vllm_service_shutdown_timeout", 0, 86400)
     stop = _int_problem(config, "vllm_service_stop_timeout", 1, 86400)
     problems.extend(problem for problem in (port, drain, stop) if problem)
+    if config.get("vllm_service_kernel_cache_share"):
+        cache_port = _int_problem(config, "vllm_service_kernel_cache_port", 1, 65535)
+        if cache_port:
+            problems.append(cache_port)
+        elif not port and int(config["vllm_service_kernel_cache_port"]) == int(config["vllm_service_port"]):
+            problems.append(
+                f"vllm_service_kernel_cache_port is {config['vllm_service_kernel_cache_port']}, the port vLLM "
+                "listens on (vllm_service_port): the kernel-cache server could not start beside it. Choose another "
+                "port for vllm_service_kernel_cache_port (default 8091)."
+            )
     if not drain and not stop and int(config["vllm_service_stop_timeout"]) <= int(config["vllm_service_shutdown_timeout"]):
         problems.append(
             f"vllm_service_stop_timeout ({config['vllm_service_stop_timeout']} s) must be longer than "

@@ -110,6 +110,7 @@ def _settings(**overrides):
         "vllm_service_extra_args": [], "vllm_service_extra_env": {}, "vllm_service_listen_address": "10.0.0.1",
         "vllm_service_port": 8000, "vllm_service_api_key": KEY, "vllm_service_api_key_required": True,
         "gpu_count": 8, "vllm_service_shutdown_timeout": 90, "vllm_service_stop_timeout": 120,
+        "vllm_service_kernel_cache_share": True, "vllm_service_kernel_cache_port": 8091,
     }
     settings.update(overrides)
     return settings
@@ -137,6 +138,9 @@ def test_defaults_are_valid():
         ({"vllm_service_tensor_parallel_size": 3}, "must be one of 1, 2, 4, 8"),
         ({"vllm_service_port": 70000}, "vllm_service_port must be from 1 to 65535"),
         ({"vllm_service_port": -1}, "vllm_service_port must be from 1 to 65535, got -1"),
+        ({"vllm_service_kernel_cache_port": 0}, "vllm_service_kernel_cache_port must be from 1 to 65535, got 0"),
+        ({"vllm_service_kernel_cache_port": "cache"}, "vllm_service_kernel_cache_port must be a whole number"),
+        ({"vllm_service_kernel_cache_port": 8000}, "the port vLLM listens on (vllm_service_port)"),
         ({"vllm_service_quantization": "awq"}, "vllm_service_quantization is 'awq'"),
         ({"vllm_service_extra_env": {"VLLM_ROCM_USE_AITER": "0"}}, "VLLM_ROCM_USE_AITER=1"),
         ({"vllm_service_extra_env": {"AITER_ENABLE_VSKIP": "1"}}, "AITER_ENABLE_VSKIP=0"),
