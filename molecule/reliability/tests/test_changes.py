@@ -2,14 +2,25 @@
 does; and a check-mode run of site.yml on the serving node reports and makes no change.
 
 Each case runs the serve step of site.yml (playbooks/serve.yml) against the serving node with one changed setting
-and compares the unit's start (InvocationID) before and after; a restarted service is smoke-tested.
+and compares the unit's start (InvocationID) before and after; a restarted service is smoke-tested. Another tag for
+the same image goes through the prefetch step first, as site.yml and rolling_update.yml take it.
 """
 
 from __future__ import annotations
 
+import json
+import subprocess
+
 import pytest
 
-from reliability_lab import NODE, ChangeWatch, run_playbook, service_state
+from reliability_lab import NODE, ChangeWatch, node_sh, run_playbook, service_state
+
+# The lab registry as this machine reaches it, and the tag the node pulls (inventories/sandbox: vllm_image_tag's
+# default, the digest read from this machine's engine).
+REGISTRY = "127.0.0.1:15000/vllm/vllm-openai-rocm"
+TAG = "v0.33.0"
+# The flag the "flags" case sets, which the tests after it pass again so as to change nothing else.
+FLAG = {"vllm_service_extra_args": ["--max-num-seqs", "128"]}
 
 CASES = [
     # (id, description, extra vars, restarts)
@@ -17,8 +28,7 @@ CASES = [
      "timeout)", {"smoke_test_retries": 4, "model_weights_progress_interval": 3, "vllm_service_progress_interval": 5,
                   "vllm_service_health_timeout": 900}, False),
     # The flag stays until the next site.yml run of the later tests, which restarts without it.
-    ("flags", "a vLLM flag (--max-num-seqs 128 through vllm_service_extra_args)",
-     {"vllm_service_extra_args": ["--max-num-seqs", "128"]}, True),
+    ("flags", "a vLLM flag (--max-num-seqs 128 through vllm_service_extra_args)", FLAG, True),
 ]
 
 
@@ -54,3 +64,25 @@ def test_only_a_change_of_what_the_server_runs_restarts_it(case_id, description,
     assert serve.rc == 0 and (smoke is None or smoke.rc == 0)
     assert restarted == restarts
 
+
+
+def test_another_tag_for_the_same_image_restarts_nothing(record):
+    """Another tag for the same image (a relabel: vllm_image_tag moved, the digest the same)"""
+    relabelled = f"{TAG}-relabelled"
+    subprocess.run(["docker", "tag", f"{REGISTRY}:{TAG}", f"{REGISTRY}:{relabelled}"], check=True)
+    subprocess.run(["docker", "push", "--quiet", f"{REGISTRY}:{relabelled}"], check=True, capture_output=True)
+    before, unit = service_state(), node_sh("cat /etc/systemd/system/vllm.service")
+    # What site.yml runs for an image change: the prefetch step takes the tag, the serve step applies it.
+    runs = [run_playbook(f"playbooks/{step}.yml", {**FLAG, "vllm_image_tag": relabelled},
+                         log_name=f"change-relabel-{step}") for step in ("prefetch", "serve")]
+    image = json.loads(node_sh("cat /etc/ansible/facts.d/vllm_image.fact"))
+    restarted = service_state()["InvocationID"] != before["InvocationID"]
+    record(done=f"prefetch.yml and serve.yml with vllm_image_tag {relabelled} (the digest of {TAG})",
+           observed=f"rc {', '.join(str(run.rc) for run in runs)}; the node records {image['reference']}; service "
+                    f"{'restarted' if restarted else 'not restarted'}")
+    assert [run.rc for run in runs] == [0, 0]
+    # The node took the new tag (else the run proved nothing), and the unit, which runs the image by its ID, is
+    # the same file: the service kept running.
+    assert image["reference"].endswith(f":{relabelled}"), image
+    assert node_sh("cat /etc/systemd/system/vllm.service") == unit
+    assert not restarted
