@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
+import re
 import subprocess
 import threading
 import uuid
@@ -19,6 +21,8 @@ NODES = tuple(platform["name"] for platform in yaml.safe_load(
     (pathlib.Path(__file__).resolve().parents[1] / "molecule.yml").read_text())["platforms"]
     if "gpu_nodes" in platform.get("groups", []))
 BALANCER = "fleet-lb1"
+# The vLLM kernel caches, one folder per key (image ID, GPU architecture): roles/vllm_service, "Kernel caches".
+KERNEL_CACHE = "/var/lib/vllm/cache"
 
 
 def address(container: str) -> str:
@@ -29,6 +33,17 @@ def address(container: str) -> str:
 def node_sh(node: str, script: str) -> str:
     return subprocess.run(["docker", "exec", node, "bash", "-c", script], check=True, capture_output=True,
                           text=True, timeout=60).stdout
+
+
+def current_key(node: str) -> str:
+    """The key of the kernel caches the node's vLLM unit mounts."""
+    unit = node_sh(node, "cat /etc/systemd/system/vllm.service")
+    return re.search(rf"--volume {KERNEL_CACHE}/([0-9a-f]{{12}}-[0-9a-z-]+)/triton:", unit).group(1)
+
+
+def kernel_cache_marker(node: str, key: str) -> dict:
+    """What the node recorded when the key's caches became complete: where they came from."""
+    return json.loads(node_sh(node, f"cat {KERNEL_CACHE}/{key}/.complete"))
 
 
 class BackgroundPlaybook:

@@ -1,27 +1,17 @@
 """The warm-up fan-out (roles/vllm_service/README.md, "Kernel caches"): the kernel caches are keyed by image ID and
 GPU architecture, one node per key warms up and a node of the same architecture copies its caches before it
 starts. Node 1 (MI325X) and node 3 (MI300X) are both gfx942, node 2 (MI355X) is gfx950. These hold after the
-first deployment and after every rolling update the scenario runs, whatever the order of the tests."""
+first deployment (this file runs before the rolling updates; test_rolling_update.py checks the markers again after
+the image update, where the canary warms up and the later batch copies)."""
 
 from __future__ import annotations
 
 import json
 import re
 
-from fleet_lab import NODES, node_sh
+from fleet_lab import KERNEL_CACHE, NODES, current_key, kernel_cache_marker, node_sh
 
-CACHE = "/var/lib/vllm/cache"
 WARMED_UP, OTHER_ARCHITECTURE, SAME_ARCHITECTURE = NODES
-
-
-def current_key(node: str) -> str:
-    """The key of the caches the node's unit mounts."""
-    unit = node_sh(node, "cat /etc/systemd/system/vllm.service")
-    return re.search(rf"--volume {CACHE}/([0-9a-f]{{12}}-[0-9a-z-]+)/triton:", unit).group(1)
-
-
-def marker(node: str, key: str) -> dict:
-    return json.loads(node_sh(node, f"cat {CACHE}/{key}/.complete"))
 
 
 def journal(node: str) -> str:
@@ -45,13 +35,13 @@ def test_the_caches_are_keyed_by_image_and_architecture():
 
 def test_one_node_per_architecture_warmed_up_and_the_other_copied_its_caches():
     key, other_key = current_key(WARMED_UP), current_key(OTHER_ARCHITECTURE)
-    assert marker(WARMED_UP, key) == {"key": key, "warmed_up_on": WARMED_UP}
-    assert marker(OTHER_ARCHITECTURE, other_key) == {"key": other_key, "warmed_up_on": OTHER_ARCHITECTURE}
-    assert marker(SAME_ARCHITECTURE, key) == {"key": key, "copied_from": WARMED_UP}
+    assert kernel_cache_marker(WARMED_UP, key) == {"key": key, "warmed_up_on": WARMED_UP}
+    assert kernel_cache_marker(OTHER_ARCHITECTURE, other_key) == {"key": other_key, "warmed_up_on": OTHER_ARCHITECTURE}
+    assert kernel_cache_marker(SAME_ARCHITECTURE, key) == {"key": key, "copied_from": WARMED_UP}
     # The gfx950 caches were never offered to a gfx942 node, nor the other way round.
-    assert node_sh(SAME_ARCHITECTURE, f"ls {CACHE}/exports").split() == [f"{key}.tar", f"{key}.tar.sha256"]
-    assert other_key not in node_sh(WARMED_UP, f"ls {CACHE}")
-    assert key not in node_sh(OTHER_ARCHITECTURE, f"ls {CACHE}")
+    assert node_sh(SAME_ARCHITECTURE, f"ls {KERNEL_CACHE}/exports").split() == [f"{key}.tar", f"{key}.tar.sha256"]
+    assert other_key not in node_sh(WARMED_UP, f"ls {KERNEL_CACHE}")
+    assert key not in node_sh(OTHER_ARCHITECTURE, f"ls {KERNEL_CACHE}")
     # Every node serves what it holds to later nodes, and its server runs only while a node copies.
     for node in NODES:
         fact = json.loads(node_sh(node, "cat /etc/ansible/facts.d/vllm_kernel_cache.fact"))

@@ -18,7 +18,8 @@ import pytest
 import requests
 import yaml
 
-from fleet_lab import BALANCER, EPHEMERAL, NODES, REPO, Sampler, address, node_sh
+from fleet_lab import (BALANCER, EPHEMERAL, NODES, REPO, Sampler, address, current_key, kernel_cache_marker,
+                       node_sh)
 
 REGISTRY = "127.0.0.1:15000/vllm/vllm-openai-rocm"
 LOG_DIR = REPO / "reports" / "fleet"
@@ -204,6 +205,16 @@ def test_a_rolling_update_reaches_every_node_without_a_failed_request(balancer_u
     after = {node: running_image(node) for node in NODES}
     assert after == {node: image_id(node, "vllm/vllm-openai-rocm:v0.33.1") for node in NODES}, (before, after)
     assert all(after[node] != before[node] for node in NODES), (before, after)
+    # The kernel caches of the new image: the canary warmed up; in the batch after it, the node of the same GPU
+    # architecture copied the canary's and the other architecture's node warmed up its own.
+    canary, other_architecture, same_architecture = NODES
+    keys = {node: current_key(node) for node in NODES}
+    assert all(keys[node].startswith(after[node].removeprefix("sha256:")[:12]) for node in NODES), (keys, after)
+    assert kernel_cache_marker(canary, keys[canary]) == {"key": keys[canary], "warmed_up_on": canary}
+    assert kernel_cache_marker(other_architecture, keys[other_architecture]) == {
+        "key": keys[other_architecture], "warmed_up_on": other_architecture}
+    assert keys[same_architecture] == keys[canary]
+    assert kernel_cache_marker(same_architecture, keys[canary]) == {"key": keys[canary], "copied_from": canary}
 
 
 def test_a_broken_version_stops_at_the_canary_and_the_fleet_keeps_serving(balancer_url, api_key):
@@ -225,15 +236,17 @@ def test_a_broken_version_stops_at_the_canary_and_the_fleet_keeps_serving(balanc
     assert servers_up() == sorted(NODES)
 
 
-def test_site_yml_on_the_serving_fleet_rolls_a_flag_change_a_node_at_a_time(balancer_url, api_key):
-    """The operator's own command, run again with a changed flag: the serving nodes restart a batch at a time
-    (batches of one here), drained first, with no failed client request."""
+def test_a_flag_change_in_site_ymls_serve_step_rolls_a_node_at_a_time(balancer_url, api_key):
+    """A changed flag, as site.yml run again applies it to a serving fleet (its serve step, playbooks/serve.yml,
+    run alone here: that the steps before it change nothing on a serving fleet is molecule's idempotence step, a
+    whole second site.yml): the nodes restart a batch at a time (the default batches, of one here), each drained
+    first, with no failed client request."""
     pinned = {"vllm_image_tag": "v0.33.1", "vllm_image_digest": digest_of("v0.33.1")}
     starts = {node: invocation(node) for node in NODES}
     with ClientLoad(balancer_url, api_key) as load, Sampler(servers_up) as rotation:
         time.sleep(3)
         run = rolling_update({**pinned, "vllm_service_extra_args": ["--max-num-seqs", "128"]}, "site-flag-change",
-                             playbook="site.yml")
+                             playbook="playbooks/serve.yml")
         time.sleep(3)
     summary = load.summary()
     assert run.returncode == 0, run.stdout[-3000:]
