@@ -43,7 +43,7 @@ lint: venv ## secret scan, the Python locks, yamllint, ansible-lint (production 
 	for playbook in $(PLAYBOOKS); do ansible-playbook --syntax-check -i inventories/sandbox $$playbook || exit 1; done
 
 unit: venv ## pytest: plugins, stand-ins, rendered templates
-	pytest
+	pytest --durations=15  # the slowest tests in the log: CI has a time budget
 
 molecule: host venv ## Every molecule scenario, full sequence (the reliability table goes to reports/)
 	for scenario in $(SCENARIOS); do \
