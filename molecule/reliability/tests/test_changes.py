@@ -12,13 +12,15 @@ import json
 import subprocess
 
 import pytest
+import yaml
 
-from reliability_lab import NODE, ChangeWatch, node_sh, run_playbook, service_state
+from reliability_lab import NODE, REPO, ChangeWatch, node_sh, run_playbook, service_state
 
-# The lab registry as this machine reaches it, and the tag the node pulls (inventories/sandbox: vllm_image_tag's
-# default, the digest read from this machine's engine).
-REGISTRY = "127.0.0.1:15000/vllm/vllm-openai-rocm"
-TAG = "v0.33.0"
+# The lab registry as this machine reaches it, and the tag the lab pushed, which the node pulls (inventories/sandbox:
+# vllm_image_tag's default, the digest read from this machine's engine).
+LAB = yaml.safe_load((REPO / "lab" / "vars.yml").read_text())
+REGISTRY = f"127.0.0.1:{LAB['lab_registry_host_port']}/{LAB['lab_vllm_repository']}"
+TAG = LAB["lab_vllm_tag"]
 # The flag the "flags" case sets, which the tests after it pass again so as to change nothing else.
 FLAG = {"vllm_service_extra_args": ["--max-num-seqs", "128"]}
 
@@ -63,7 +65,6 @@ def test_only_a_change_of_what_the_server_runs_restarts_it(case_id, description,
                     f"{'; smoke test ' + ('passed' if smoke.rc == 0 else 'FAILED') if smoke else ''}")
     assert serve.rc == 0 and (smoke is None or smoke.rc == 0)
     assert restarted == restarts
-
 
 
 def test_another_tag_for_the_same_image_restarts_nothing(record):
